@@ -1,0 +1,213 @@
+"""Model weights on disk as a Hugging Face Llama directory: config.json + model.safetensors.
+
+`save_hf` writes what `transformers.LlamaForCausalLM.from_pretrained(dir)` loads (the authors'
+model class, experiments.md §1), under HF parameter names, with the tied output layer omitted as
+HF itself does. Our RoPE uses HF's `rotate_half` convention, so q/k weights map 1:1 with no
+permutation (unlike Meta-format checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`).
+Loading never unpickles: safetensors and JSON only. Directories appear atomically (written
+under a temporary name, then renamed), so a directory that exists is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from cotlab.config import ConfigError, build
+from cotlab.model import ModelConfig, Transformer
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+# ours <-> HF, per layer ("{i}" is the layer index); the model-level names are below.
+_LAYER_NAMES = {
+    "attention.wq.weight": "self_attn.q_proj.weight",
+    "attention.wk.weight": "self_attn.k_proj.weight",
+    "attention.wv.weight": "self_attn.v_proj.weight",
+    "attention.wo.weight": "self_attn.o_proj.weight",
+    "feed_forward.w1.weight": "mlp.gate_proj.weight",
+    "feed_forward.w3.weight": "mlp.up_proj.weight",
+    "feed_forward.w2.weight": "mlp.down_proj.weight",
+    "attention_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+}
+_MODEL_NAMES = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}
+_LAYER_KEY = re.compile(r"^layers\.(\d+)\.(.+)$")
+_HF_LAYER_KEY = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint directory that is missing, incomplete or not a model we can load (one line)."""
+
+
+def state_dict_to_hf(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our parameter names -> HF `LlamaForCausalLM` names (same tensors, no copies)."""
+    out = {}
+    for name, tensor in state_dict.items():
+        match = _LAYER_KEY.match(name)
+        if match and match.group(2) in _LAYER_NAMES:
+            out[f"model.layers.{match.group(1)}.{_LAYER_NAMES[match.group(2)]}"] = tensor
+        elif name in _MODEL_NAMES:
+            out[_MODEL_NAMES[name]] = tensor
+        else:
+            raise CheckpointError(f"parameter {name!r}: has no HF Llama name")
+    return out
+
+
+def hf_to_state_dict(hf_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF `LlamaForCausalLM` names -> ours; a tied `lm_head.weight`, if present, is dropped."""
+    from_hf_layer = {hf: ours for ours, hf in _LAYER_NAMES.items()}
+    from_hf_model = {hf: ours for ours, hf in _MODEL_NAMES.items()}
+    out = {}
+    for name, tensor in hf_state_dict.items():
+        match = _HF_LAYER_KEY.match(name)
+        if match and match.group(2) in from_hf_layer:
+            out[f"layers.{match.group(1)}.{from_hf_layer[match.group(2)]}"] = tensor
+        elif name in from_hf_model:
+            out[from_hf_model[name]] = tensor
+        elif name != "lm_head.weight":  # the output layer is tied to the embedding
+            raise CheckpointError(f"parameter {name!r}: not a tied-embedding Llama parameter")
+    return out
+
+
+def hf_config(cfg: ModelConfig) -> dict[str, Any]:
+    """ModelConfig -> a `transformers.LlamaConfig` dict (v4 `rope_theta` and v5 `rope_parameters`)."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.d_model,
+        "intermediate_size": cfg.d_ff,
+        "num_hidden_layers": cfg.n_layer,
+        "num_attention_heads": cfg.n_head,
+        "num_key_value_heads": cfg.n_kv_head,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": cfg.max_seq_len,
+        "initializer_range": cfg.init_std,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": cfg.rope_theta},
+        "tie_word_embeddings": True,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "torch_dtype": "float32",
+        "dtype": "float32",
+        # No BOS/EOS: the data has no such ids, and HF generate() must not stop early on id 2.
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "pad_token_id": None,
+        "use_cache": True,
+    }
+
+
+def model_config_from_hf(config: dict[str, Any], source: str = CONFIG_FILE) -> ModelConfig:
+    """A LlamaConfig dict -> ModelConfig; refuses what our Transformer cannot represent."""
+    def need(key: str, allowed: Any, default: Any = None) -> None:
+        value = config.get(key, default)
+        if value != allowed:
+            raise CheckpointError(f"{source}: {key}={value!r}: must be {allowed!r}")
+
+    need("architectures", ["LlamaForCausalLM"])
+    need("tie_word_embeddings", True)
+    need("hidden_act", "silu", "silu")
+    need("attention_bias", False, False)
+    need("mlp_bias", False, False)
+    rope = config.get("rope_parameters") or {}
+    if rope.get("rope_type", "default") != "default":
+        raise CheckpointError(f"{source}: rope_parameters={rope!r}: only rope_type 'default' is supported")
+    try:
+        cfg = build(ModelConfig, {
+            "n_layer": config["num_hidden_layers"], "d_model": config["hidden_size"],
+            "n_head": config["num_attention_heads"],
+            "n_kv_head": config.get("num_key_value_heads", config["num_attention_heads"]),
+            "d_ff": config["intermediate_size"], "vocab_size": config["vocab_size"],
+            "rope_theta": float(rope.get("rope_theta", config.get("rope_theta", 1e4))),
+            "norm_eps": float(config.get("rms_norm_eps", 1e-6)),
+            "init_std": float(config.get("initializer_range", 0.02)),
+            "max_seq_len": config.get("max_position_embeddings", 131_072),
+        })
+    except KeyError as exc:
+        raise CheckpointError(f"{source}: missing key {exc.args[0]!r}") from None
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    need("head_dim", cfg.head_dim, cfg.head_dim)
+    return cfg
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temporary directory to `final`, replacing an older one if present.
+
+    A directory cannot be renamed over a non-empty one, so an old `final` is first renamed
+    aside; a crash in between leaves no `final` (the step is redone), never a partial one.
+    """
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, final)
+
+
+def save_hf(model: Transformer, directory: str | Path) -> Path:
+    """Write `directory`/{config.json, model.safetensors} (fp32, HF names) atomically; returns it."""
+    final = Path(directory)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        tensors = {name: t.detach().to("cpu", torch.float32).contiguous()
+                   for name, t in state_dict_to_hf(model.state_dict()).items()}
+        save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+        (tmp / CONFIG_FILE).write_text(json.dumps(hf_config(model.cfg), indent=2) + "\n")
+        replace_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_hf(directory: str | Path, device: torch.device | str = "cpu") -> Transformer:
+    """Read a `save_hf` (or HF tied-embedding Llama) directory -> fp32 Transformer on `device`."""
+    directory = Path(directory)
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise CheckpointError(f"{path}: not found (not a complete checkpoint directory)")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+    cfg = model_config_from_hf(config, str(config_path))
+    try:
+        tensors = load_file(weights_path, device=str(device))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights_path}: unreadable safetensors file ({exc})") from None
+    state_dict = hf_to_state_dict(tensors)
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state_dict.keys())
+    unexpected = sorted(state_dict.keys() - expected.keys())
+    if missing or unexpected:
+        raise CheckpointError(f"{weights_path}: missing {missing[:3]}, unexpected {unexpected[:3]} "
+                              "parameters")
+    for name, tensor in state_dict.items():
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(f"{weights_path}: {name} has shape {tuple(tensor.shape)}, "
+                                  f"config.json implies {tuple(expected[name].shape)}")
+    model.load_state_dict({name: t.float() for name, t in state_dict.items()}, assign=True)
+    return model
+
+
+__all__ = ["CheckpointError", "hf_config", "hf_to_state_dict", "load_hf", "model_config_from_hf",
+           "save_hf", "state_dict_to_hf"]

@@ -1,0 +1,123 @@
+"""Greedy decoding with a preallocated KV cache, kept apart from the model (nanochat `engine.py`).
+
+The prompt batch is prefilled in one forward pass, then each step feeds one token per row and
+reads/writes the static cache. Left-padded prompts are supported: each row's RoPE positions
+continue from its own prompt length, and padded slots stay masked for every later step.
+
+CUDA graphs: not yet. The cache is preallocated at its final size so that capturing the
+one-token step can be added without changing this interface; in paper 1 the prefill dominates
+(max_new_tokens = C = 2..5 after a 238..358-token prompt).
+
+Letters: B batch, Tp prompt length, T tokens of one forward, S filled cache slots, G key/value
+heads, Dh head dim, L layers, V vocabulary, n new tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cotlab.config import fail
+from cotlab.model import Transformer, positions_from_mask
+
+
+class KVCache:
+    """Keys and values of every layer for B sequences of up to `max_len` slots, allocated once.
+
+    Slot s of row b holds the s-th token fed to the model for that row (left padding included);
+    `key_valid` marks the real ones. `insert_kv` of the last layer advances `length`, as in
+    nanochat, so one forward pass fills T slots.
+    """
+
+    def __init__(self, n_layer: int, batch_size: int, max_len: int, n_kv_head: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str):
+        self.n_layer, self.max_len = n_layer, max_len
+        self.k = torch.zeros(n_layer, batch_size, n_kv_head, max_len, head_dim, dtype=dtype,
+                             device=device)  # (L, B, G, max_len, Dh)
+        self.v = torch.zeros_like(self.k)  # (L, B, G, max_len, Dh)
+        self.key_valid = torch.ones(batch_size, max_len, dtype=torch.bool, device=device)  # (B, max_len)
+        self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,) RoPE position
+        self.length = 0  # filled slots S
+        self.padded = False  # once a slot may be padding, attention needs an explicit mask
+
+    def prepare(self, attention_mask: torch.Tensor | None, T: int
+                ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+        """Claim the next T slots for one forward pass.
+
+        attention_mask (B, T) bool | None -> positions (B, T) int64, key_valid (B, S + T) bool or
+        None when SDPA needs no mask, and whether SDPA's own causal mask is exact (an empty cache).
+        """
+        start, stop = self.length, self.length + T
+        if stop > self.max_len:
+            fail("KVCache.max_len", self.max_len, f"is too small for {stop} slots")
+        if attention_mask is None:
+            positions = self.next_position[:, None] + torch.arange(T, device=self.k.device)  # (B, T)
+            self.next_position += T
+        else:
+            self.key_valid[:, start:stop] = attention_mask
+            self.padded = True
+            positions = self.next_position[:, None] + positions_from_mask(attention_mask)  # (B, T)
+            self.next_position += attention_mask.sum(dim=-1)
+        if self.padded or (start > 0 and T > 1):
+            return positions, self.key_valid[:, :stop], False
+        return positions, None, start == 0  # one new query may attend to every filled slot
+
+    def insert_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, G, T, Dh) into the next T slots -> this layer's keys, values (B, G, S, Dh)."""
+        start, stop = self.length, self.length + k.size(2)
+        self.k[layer, :, :, start:stop] = k
+        self.v[layer, :, :, start:stop] = v
+        if layer == self.n_layer - 1:
+            self.length = stop
+        return self.k[layer, :, :, :stop], self.v[layer, :, :, :stop]
+
+
+def activation_dtype(model: Transformer, device: torch.device) -> torch.dtype:
+    """The dtype keys and values are computed in: the autocast dtype if enabled, else the weights'."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return model.tok_embeddings.weight.dtype
+
+
+@torch.no_grad()
+def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
+                  max_new_tokens: int = 1, stop_id: int | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax decoding of `max_new_tokens` tokens after each prompt (no sampling, no early exit).
+
+    prompt_ids (B, Tp) int64; prompt_mask (B, Tp) bool, False = left padding (None: no padding)
+    -> tokens (B, n) int64, logits (B, n, V) float32 (logits[:, i] produced tokens[:, i]).
+    Precision follows the caller's autocast context. With `stop_id`, a row that emitted it keeps
+    emitting `stop_id` (like padding) while the batch goes on; its later logits are what the
+    model gives after being fed `stop_id` and carry no meaning.
+    """
+    if prompt_ids.dim() != 2 or prompt_ids.size(1) == 0 or prompt_ids.dtype != torch.long:
+        fail("prompt_ids", f"{tuple(prompt_ids.shape)} {prompt_ids.dtype}", "must be (B, Tp>0) int64")
+    if max_new_tokens < 1:
+        fail("max_new_tokens", max_new_tokens, "must be a positive integer")
+    if prompt_mask is not None:
+        if prompt_mask.shape != prompt_ids.shape or prompt_mask.dtype != torch.bool:
+            fail("prompt_mask", f"{tuple(prompt_mask.shape)} {prompt_mask.dtype}",
+                 f"must be bool with prompt_ids' shape {tuple(prompt_ids.shape)}")
+        if not bool(prompt_mask[:, -1].all()):
+            fail("prompt_mask", "a False last column", "prompts must be left-padded (last token real)")
+    cfg, device = model.cfg, prompt_ids.device
+    B, Tp = prompt_ids.shape
+    cache = KVCache(cfg.n_layer, B, Tp + max_new_tokens - 1, cfg.n_kv_head, cfg.head_dim,
+                    activation_dtype(model, device), device)
+    logits = model(prompt_ids, prompt_mask, cache)[:, -1]  # (B, V): batched prefill
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+    tokens, step_logits = [], []
+    for step in range(max_new_tokens):
+        next_token = logits.argmax(dim=-1)  # (B,)
+        if stop_id is not None:
+            next_token = next_token.masked_fill(stopped, stop_id)
+            stopped |= next_token == stop_id
+        tokens.append(next_token)
+        step_logits.append(logits)
+        if step + 1 < max_new_tokens:
+            logits = model(next_token[:, None], None, cache)[:, -1]  # (B, V): one cached step
+    return torch.stack(tokens, dim=1), torch.stack(step_logits, dim=1)  # (B, n), (B, n, V)
+
+
+__all__ = ["KVCache", "greedy_decode"]

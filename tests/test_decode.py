@@ -1,0 +1,119 @@
+"""cotlab.decode: the KV-cache greedy decoder against repeated full forward passes."""
+
+import pytest
+import torch
+
+from cotlab.config import ConfigError
+from cotlab.decode import KVCache, greedy_decode
+from cotlab.model import Transformer, model_config
+
+
+@pytest.fixture(scope="module")
+def model() -> Transformer:
+    model = Transformer(model_config("smoke-tf12", 64))
+    model.init_weights(3)
+    return model
+
+
+def left_padded(lengths: list[int], vocab_size: int = 64, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    T = max(lengths)
+    ids = torch.zeros(len(lengths), T, dtype=torch.long)
+    mask = torch.zeros(len(lengths), T, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        ids[row, T - n:] = torch.randint(0, vocab_size, (n,), generator=generator)
+        mask[row, T - n:] = True
+    return ids, mask
+
+
+def reference_decode(model, ids, mask, n):
+    """No cache: rerun the whole sequence for every new token."""
+    tokens, logits = [], []
+    for _ in range(n):
+        last = model(ids, mask)[:, -1]  # (B, V)
+        tokens.append(last.argmax(-1))
+        logits.append(last)
+        ids = torch.cat([ids, tokens[-1][:, None]], dim=1)
+        mask = None if mask is None else torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+    return torch.stack(tokens, 1), torch.stack(logits, 1)
+
+
+@torch.no_grad()
+def test_cached_decode_equals_full_forward_passes(model):
+    ids, _ = left_padded([13, 13, 13, 13])
+    tokens, logits = greedy_decode(model, ids, None, max_new_tokens=6)
+    ref_tokens, ref_logits = reference_decode(model, ids, None, 6)
+    assert tokens.dtype == torch.int64 and logits.dtype == torch.float32
+    assert logits.shape == (4, 6, 64)
+    assert torch.equal(tokens, ref_tokens)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_cached_decode_with_left_padding(model):
+    ids, mask = left_padded([13, 5, 9, 1], seed=1)
+    tokens, logits = greedy_decode(model, ids, mask, max_new_tokens=6)
+    ref_tokens, ref_logits = reference_decode(model, ids, mask, 6)
+    assert torch.equal(tokens, ref_tokens)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    # each padded row decodes exactly as it would alone, unpadded
+    for row, n in enumerate([13, 5, 9, 1]):
+        alone_tokens, alone_logits = greedy_decode(model, ids[row:row + 1, -n:], max_new_tokens=6)
+        assert torch.equal(alone_tokens[0], tokens[row])
+        torch.testing.assert_close(alone_logits[0], logits[row], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_stop_id_rows_keep_emitting_it(model):
+    ids, _ = left_padded([8, 8, 8], seed=2)
+    free, _ = greedy_decode(model, ids, max_new_tokens=5)
+    stop = int(free[0, 1])  # row 0 emits it at step 1
+    tokens, _ = greedy_decode(model, ids, max_new_tokens=5, stop_id=stop)
+    for row in range(3):
+        hits = (free[row] == stop).nonzero()
+        first = int(hits[0]) if len(hits) else 5
+        assert torch.equal(tokens[row, :first + 1], free[row, :first + 1])
+        assert torch.all(tokens[row, first:] == stop)
+
+
+@torch.no_grad()
+def test_decode_under_bf16_autocast(model):
+    ids, mask = left_padded([10, 6], seed=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tokens, logits = greedy_decode(model, ids, mask, max_new_tokens=3)
+    _, ref_logits = greedy_decode(model, ids, mask, max_new_tokens=1)
+    assert tokens.shape == (2, 3) and logits.dtype == torch.float32
+    assert (logits[:, 0] - ref_logits[:, 0]).abs().max() < 0.1
+
+
+def test_bad_decode_inputs(model):
+    ids, mask = left_padded([4, 2])
+    with pytest.raises(ConfigError, match="^max_new_tokens=0"):
+        greedy_decode(model, ids, mask, max_new_tokens=0)
+    with pytest.raises(ConfigError, match="^prompt_mask=.*left-padded"):
+        greedy_decode(model, ids, mask.flip(1), max_new_tokens=1)
+    with pytest.raises(ConfigError, match="^prompt_ids="):
+        greedy_decode(model, ids.int(), mask, max_new_tokens=1)
+    with pytest.raises(ConfigError, match="^prompt_mask="):
+        greedy_decode(model, ids, mask.long(), max_new_tokens=1)
+
+
+def test_cache_refuses_overflow(model):
+    cfg = model.cfg
+    cache = KVCache(cfg.n_layer, 1, 4, cfg.n_kv_head, cfg.head_dim, torch.float32, "cpu")
+    with torch.no_grad():
+        model(torch.zeros(1, 4, dtype=torch.long), None, cache)
+        with pytest.raises(ConfigError, match="^KVCache.max_len=4"):
+            model(torch.zeros(1, 1, dtype=torch.long), None, cache)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("padded", [False, True])
+def test_prefill_in_chunks_equals_one_forward(model, padded):
+    ids, mask = left_padded([12, 7] if padded else [12, 12], seed=4)
+    cfg = model.cfg
+    cache = KVCache(cfg.n_layer, 2, 12, cfg.n_kv_head, cfg.head_dim, torch.float32, "cpu")
+    first = model(ids[:, :8], mask[:, :8] if padded else None, cache)  # (B, 8, V)
+    rest = model(ids[:, 8:], None, cache)  # (B, 4, V): continues the cached rows
+    whole = model(ids, mask if padded else None)  # (B, 12, V)
+    torch.testing.assert_close(torch.cat([first, rest], 1)[mask], whole[mask], atol=1e-5, rtol=1e-5)
