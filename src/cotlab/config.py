@@ -185,18 +185,37 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _section_at(cls: type[BaseModel], path: tuple) -> type[BaseModel]:
+    """The (nested) section class that `path` (a pydantic error location) points into."""
+    for part in path:
+        field = cls.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            break
+        nested = [t for t in getattr(field.annotation, "__args__", (field.annotation,))
+                  if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not nested:
+            break
+        cls = nested[0]
+    return cls
+
+
 def build(cls: type[S], values: dict[str, Any], prefix: str = "") -> S:
-    """Validate `values` as `cls`, turning the first problem into a one-line ConfigError."""
+    """Validate `values` as `cls`, turning the first problem into a one-line ConfigError.
+
+    Field names in the message are full paths (``prompt.recipe.p0``) prefixed with `prefix`.
+    """
     try:
         return cls(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = prefix + ".".join(str(part) for part in err["loc"]) or prefix.rstrip(".") or cls.__name__
+        loc = tuple(str(part) for part in err["loc"])
+        where = prefix + "".join(part + "." for part in loc)
         cause = err.get("ctx", {}).get("error")
-        if isinstance(cause, ConfigError):  # raised by our own checks: already names the field
-            raise ConfigError(prefix + str(cause)) from None
+        if isinstance(cause, ConfigError):  # raised by a section's own checks: names its field
+            raise ConfigError(where + str(cause)) from None
+        field = where.rstrip(".") or cls.__name__
         if err["type"] == "extra_forbidden":
-            allowed = ", ".join(cls.model_fields)
+            allowed = ", ".join(_section_at(cls, err["loc"][:-1]).model_fields)
             raise ConfigError(f"{field}: unknown key; allowed keys are {allowed}") from None
         raise ConfigError(f"{field}={err.get('input')!r}: {err['msg']}") from None
     except ConfigError as exc:

@@ -1,0 +1,363 @@
+"""Prompt rendering: raw rows -> token ids, labels and eval prompts (data.md §3, §4.2-4.6).
+
+Pure, vectorized functions of (rows, format, recipe, n_rows): no Python loop over rows except the
+keyed permutation of `drop_strategy: random`. Letters: B rows, K examples (the query included),
+N inputs, C chain tokens, L tokens of one special-token example, T / Tp / Tt sequence lengths.
+
+Formats:
+- `standard` / `cot` (paper 1, special tokens off): examples concatenated, no delimiters, every
+  row the same length; labels are the ids with each example's inputs set to -100.
+- `standard_special_token` / `cot_special_token` / `hybrid_special_token` (paper 2): ⟨bos⟩ then
+  examples ⟨is⟩ x ⟨ie⟩ [⟨ts⟩ y_1..y_{C-1} ⟨te⟩] ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩, the bracketed think span present
+  in CoT examples only; hybrid draws each example's form from its stored coin `cot_u` and the
+  CoT-Recipe. Rows differ in length, so batches are left-padded with the pad id.
+
+Every format is rendered from the full CoT layout and a boolean keep-mask, then packed: standard
+examples and dropped demonstrations simply lose their think span.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import model_validator
+
+from cotlab.config import ConfigError, DataConfig, Section, fail
+
+if TYPE_CHECKING:
+    from cotlab.data.generate import Rows
+
+IGNORE = -100  # label / target value that the loss and the scorer skip
+PLAIN_FORMATS = ("standard", "cot")
+SPECIAL_FORMATS = ("standard_special_token", "cot_special_token", "hybrid_special_token")
+DROP_FORMATS = ("cot_special_token", "hybrid_special_token")  # formats whose demos have think spans
+DROP_KEY = 2  # spawn_key (2, seq_idx) of drop_strategy=random (0 = global objects, 1 = row blocks)
+
+
+class RecipeConfig(Section):
+    """CoT-Recipe (data.md §4.4): row idx of n is CoT with probability min(scale·(idx/n)^alpha + p0, p1)."""
+
+    alpha: float
+    """Exponent, >= 0; YAML `.inf` (+inf) gives r = 0 and 0 gives r = 1 (IEEE pow)."""
+    scale: float = 1.0
+    """Multiplier of (idx/n)^alpha; scale = 0 with p0 = p gives a constant probability p."""
+    p0: float = 0.0
+    """Added floor, in [0, 1]."""
+    p1: float = 1.0
+    """Upper clamp, in [0, 1], >= p0 (the reference's one-sided clamp would collapse p0 > p1 to p1)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RecipeConfig:
+        if math.isnan(self.alpha) or self.alpha < 0:
+            fail("alpha", self.alpha, "must be >= 0 (.inf allowed)")
+        if not (math.isfinite(self.scale) and self.scale >= 0):
+            fail("scale", self.scale, "must be a finite number >= 0")
+        for name in ("p0", "p1"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:  # also rejects NaN
+                fail(name, value, "must lie in [0, 1]")
+        if self.p0 > self.p1:
+            fail("p0", self.p0, f"must be <= p1={self.p1}")
+        return self
+
+
+class PromptConfig(Section):
+    """How rows become prompts: the format, the CoT-Recipe and the eval-time edits (data.md §3, §4)."""
+
+    format: Literal["standard", "cot", "standard_special_token", "cot_special_token",
+                    "hybrid_special_token"] = "cot"
+    """standard/cot need special_tokens off; the *_special_token formats need them on."""
+    recipe: RecipeConfig | None = None
+    """CoT-Recipe; required by hybrid_special_token and only allowed there."""
+    drop_k: int = 0
+    """Eval only: delete the think span of k demonstrations (0 <= k <= K-1; formats with spans)."""
+    drop_strategy: Literal["first_k", "last_k", "random"] = "first_k"
+    """Which spans drop_k deletes: earliest, nearest the query, or a keyed random permutation."""
+    offset: int = 0
+    """Added to every id (special ids and pad included, -100 kept), train and eval: maps ids into a
+    pretrained model's vocabulary."""
+    force: Literal["think", "answer"] | None = None
+    """Eval only: append ⟨ts⟩ (think) or ⟨as⟩ (answer) to the prompt; needs a special-token format."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptConfig:
+        hybrid = self.format == "hybrid_special_token"
+        if hybrid and self.recipe is None:
+            fail("recipe", None, "hybrid_special_token needs a recipe (alpha, scale, p0, p1)")
+        if not hybrid and self.recipe is not None:
+            fail("recipe", self.recipe.to_dict(), "only format=hybrid_special_token uses a recipe")
+        if self.drop_k < 0:
+            fail("drop_k", self.drop_k, "must be >= 0")
+        if self.drop_k > 0 and self.format not in DROP_FORMATS:
+            fail("drop_k", self.drop_k, f"needs a format with think spans ({', '.join(DROP_FORMATS)})")
+        if self.offset < 0:
+            fail("offset", self.offset, "must be >= 0")
+        if self.force is not None and self.format not in SPECIAL_FORMATS:
+            fail("force", self.force, f"needs a special-token format ({', '.join(SPECIAL_FORMATS)})")
+        return self
+
+    @property
+    def special(self) -> bool:
+        return self.format in SPECIAL_FORMATS
+
+    def check(self, data_cfg: DataConfig) -> None:
+        """Raise a one-line ConfigError when this prompt config cannot render `data_cfg`'s rows."""
+        if self.special and not data_cfg.special_tokens:
+            fail("format", self.format, "needs special_tokens=true in the data config")
+        if not self.special and data_cfg.special_tokens:
+            fail("format", self.format, "needs special_tokens=false in the data config "
+                 f"(with special tokens use one of {', '.join(SPECIAL_FORMATS)})")
+        if self.drop_k > data_cfg.n_examples - 1:
+            fail("drop_k", self.drop_k, f"must be <= n_examples-1={data_cfg.n_examples - 1} demonstrations")
+
+
+@dataclass
+class TrainBatch:
+    """Teacher-forced sequences, left-padded when lengths differ (numpy)."""
+
+    input_ids: np.ndarray  # (B, T) int64
+    labels: np.ndarray  # (B, T) int64, -100 on inputs, delimiters before the answer part, padding
+    attention_mask: np.ndarray  # (B, T) bool, False on padding
+
+
+@dataclass
+class EvalBatch:
+    """Eval prompts and what the model should generate after them (numpy)."""
+
+    prompt_ids: np.ndarray  # (B, Tp) int64, left-padded with the pad id
+    prompt_mask: np.ndarray  # (B, Tp) bool, False on padding
+    target: np.ndarray  # (B, Tt) int64, right-padded with -100
+    answer_pos: np.ndarray  # (B,) int64, index of y_C in target
+
+
+def recipe_probability(idx: np.ndarray, n: int, recipe: RecipeConfig) -> np.ndarray:
+    """r_CoT = min(scale·(idx/n)^alpha + p0, p1) in float64 with IEEE pow (0^0 = 1, x^inf = 0 for x < 1).
+
+    idx: (B,) integer row indices of a split with n rows -> (B,) float64.
+    """
+    x = np.asarray(idx, dtype=np.float64) / float(n)
+    return np.minimum(recipe.scale * np.power(x, recipe.alpha) + recipe.p0, recipe.p1)
+
+
+def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int) -> np.ndarray:
+    """Which examples are rendered in CoT form: (B, K) bool.
+
+    Hybrid: example k of row i is CoT iff cot_u[i, k] < min(2^32, floor(r_CoT(seq_idx_i)·2^32))
+    (data.md §6.2), so the CoT sets are nested across recipes. Other formats: all or none.
+    """
+    shape = rows.inputs.shape[:2]
+    if prompt_cfg.format != "hybrid_special_token":
+        return np.full(shape, prompt_cfg.format in ("cot", "cot_special_token"))
+    if rows.cot_u is None:
+        raise ConfigError("format='hybrid_special_token': rows carry no cot_u coins "
+                          "(generate the data with special_tokens=true)")
+    if len(rows.seq_idx) and int(rows.seq_idx.max()) >= n_rows:
+        fail("n_rows", n_rows, f"must exceed every seq_idx (max {int(rows.seq_idx.max())})")
+    r = recipe_probability(rows.seq_idx, n_rows, prompt_cfg.recipe)  # (B,)
+    threshold = np.minimum(2.0**32, np.floor(r * 2.0**32))  # exact in float64
+    return rows.cot_u.astype(np.float64) < threshold[:, None]
+
+
+def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_rows: int) -> TrainBatch:
+    """Full sequences for teacher forcing: (B, T) ids, labels and mask (data.md §3, §4.3).
+
+    n_rows is the size of the split the rows come from (the recipe's n). drop_k and force are
+    eval-only and ignored here; offset applies.
+    """
+    prompt_cfg.check(data_cfg)
+    _check_rows(rows, data_cfg)
+    if not prompt_cfg.special:
+        ids, labels = _plain_examples(rows, prompt_cfg.format)  # (B, K, S) each
+        B, K, S = ids.shape
+        ids, labels = ids.reshape(B, K * S), labels.reshape(B, K * S)  # (B, T)
+        return _offset_train(TrainBatch(ids, labels, np.ones(ids.shape, bool)), prompt_cfg.offset)
+
+    special = data_cfg.special_ids()
+    ids = _special_examples(rows, special)  # (B, K, L)
+    B, K, L = ids.shape
+    N = rows.inputs.shape[2]
+    labels = ids.copy()
+    labels[:, :, : N + 2] = IGNORE  # ⟨is⟩ x ⟨ie⟩ is context; from ⟨ts⟩/⟨as⟩ on everything is a target
+    keep = _keep_spans(~cot_examples(rows, prompt_cfg, n_rows), N, rows.chain.shape[2])  # (B, K, L)
+
+    bos = np.full((B, 1), special["bos"], np.int64)
+    ids = np.concatenate([bos, ids.reshape(B, K * L)], axis=1)  # (B, 1 + K*L); ⟨bos⟩ labels itself
+    labels = np.concatenate([bos, labels.reshape(B, K * L)], axis=1)
+    keep = np.concatenate([np.ones((B, 1), bool), keep.reshape(B, K * L)], axis=1)
+    input_ids, mask = _pack(ids, keep, special["pad"], left=True)  # (B, T)
+    labels, _ = _pack(labels, keep, IGNORE, left=True)
+    return _offset_train(TrainBatch(input_ids, labels, mask), prompt_cfg.offset)
+
+
+def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_rows: int,
+                eval_seed: int) -> EvalBatch:
+    """Eval prompts = K-1 demonstrations + the query's inputs; target = the rest of the query.
+
+    standard: target [y_C]; cot: [y_1..y_C]; special formats (data.md §4.3): ⟨bos⟩, the demos (each
+    in its own form, drop_k spans deleted), the query's ⟨is⟩ x ⟨ie⟩ and the forced token if any;
+    target = the rest of the query in the form its own coin (or `force`) sets, y_C at target[-3].
+    eval_seed keys drop_strategy=random: demo order = Generator(PCG64(SeedSequence(eval_seed,
+    spawn_key=(2, seq_idx)))).permutation(K-1), and the first k CoT demos in that order lose their
+    span, so dropped sets grow with k.
+    """
+    prompt_cfg.check(data_cfg)
+    _check_rows(rows, data_cfg)
+    B, K, N = rows.inputs.shape
+    C = rows.chain.shape[2]
+    if not prompt_cfg.special:
+        ids, _ = _plain_examples(rows, prompt_cfg.format)  # (B, K, S)
+        S = ids.shape[2]
+        prompt = ids.reshape(B, K * S)[:, : S * (K - 1) + N]  # (B, Tp)
+        cot = prompt_cfg.format == "cot"
+        target = rows.chain[:, K - 1, :] if cot else rows.chain[:, K - 1, -1:]  # (B, Tt)
+        answer_pos = np.full(B, C - 1 if cot else 0, np.int64)
+        batch = EvalBatch(prompt.astype(np.int64), np.ones(prompt.shape, bool),
+                          target.astype(np.int64), answer_pos)
+        return _offset_eval(batch, prompt_cfg.offset)
+
+    special = data_cfg.special_ids()
+    examples = _special_examples(rows, special)  # (B, K, L)
+    L = examples.shape[2]
+    cot = cot_examples(rows, prompt_cfg, n_rows)  # (B, K)
+    drop = _dropped_demos(rows, cot[:, : K - 1], prompt_cfg, eval_seed)  # (B, K-1)
+    demo_keep = _keep_spans(~cot[:, : K - 1] | drop, N, C)  # (B, K-1, L)
+
+    forced = {"think": "think_start", "answer": "answer_start", None: "pad"}[prompt_cfg.force]  # pad: not kept
+    prompt = np.concatenate([
+        np.full((B, 1), special["bos"], np.int64),
+        examples[:, : K - 1].reshape(B, (K - 1) * L),
+        examples[:, K - 1, : N + 2],  # the query's ⟨is⟩ x ⟨ie⟩
+        np.full((B, 1), special[forced], np.int64),
+    ], axis=1)  # (B, 1 + (K-1)*L + N + 3)
+    prompt_keep = np.concatenate([
+        np.ones((B, 1), bool), demo_keep.reshape(B, (K - 1) * L), np.ones((B, N + 2), bool),
+        np.full((B, 1), prompt_cfg.force is not None),
+    ], axis=1)
+    prompt_ids, prompt_mask = _pack(prompt, prompt_keep, special["pad"], left=True)
+
+    # The query's rest: ⟨ts⟩ y_1..y_{C-1} ⟨te⟩ ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩, C+5 tokens.
+    rest = examples[:, K - 1, N + 2:]  # (B, C+5)
+    if prompt_cfg.force == "think":  # ⟨ts⟩ is already in the prompt
+        query_cot = np.ones(B, bool)
+    elif prompt_cfg.force == "answer":  # the think span is skipped; ⟨as⟩ is in the prompt
+        query_cot = np.zeros(B, bool)
+    else:
+        query_cot = cot[:, K - 1]
+    target_keep = _keep_spans(~query_cot[:, None], N, C)[:, 0, N + 2:]  # (B, C+5)
+    if prompt_cfg.force is not None:  # drop the forced token from the target: the first kept one
+        target_keep[np.arange(B), np.argmax(target_keep, axis=1)] = False
+    target, target_mask = _pack(rest, target_keep, IGNORE, left=False)  # (B, Tt)
+    answer_pos = target_mask.sum(axis=1) - 3
+    return _offset_eval(EvalBatch(prompt_ids, prompt_mask, target, answer_pos.astype(np.int64)),
+                        prompt_cfg.offset)
+
+
+def _check_rows(rows: Rows, data_cfg: DataConfig) -> None:
+    K, N, C = data_cfg.n_examples, data_cfg.n_inputs, data_cfg.chain_length
+    if rows.inputs.shape[1:] != (K, N) or rows.chain.shape[1:] != (K, C):
+        raise ConfigError(f"rows: inputs {rows.inputs.shape} / chain {rows.chain.shape} do not match "
+                          f"the data config (n_examples={K}, n_inputs={N}, chain_length={C})")
+
+
+def _plain_examples(rows: Rows, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    """Paper-1 examples x_1..x_N [y_1..y_{C-1}] y_C: ids and labels, (B, K, S) int64 each."""
+    chain = rows.chain if fmt == "cot" else rows.chain[:, :, -1:]
+    ids = np.concatenate([rows.inputs, chain], axis=2).astype(np.int64)  # (B, K, N + C or N + 1)
+    labels = ids.copy()
+    labels[:, :, : rows.inputs.shape[2]] = IGNORE
+    return ids, labels
+
+
+def _special_examples(rows: Rows, special: dict[str, int]) -> np.ndarray:
+    """Every example in CoT layout ⟨is⟩ x ⟨ie⟩ ⟨ts⟩ y_1..y_{C-1} ⟨te⟩ ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩: (B, K, L) int64.
+
+    L = N + C + 7; the think span ⟨ts⟩..⟨te⟩ occupies positions N+2 .. N+C+2.
+    """
+    B, K, _ = rows.inputs.shape
+
+    def token(name: str) -> np.ndarray:
+        return np.full((B, K, 1), special[name], np.int64)
+
+    return np.concatenate([
+        token("input_start"), rows.inputs.astype(np.int64), token("input_end"),
+        token("think_start"), rows.chain[:, :, :-1].astype(np.int64), token("think_end"),
+        token("answer_start"), rows.chain[:, :, -1:].astype(np.int64), token("answer_end"), token("eos"),
+    ], axis=2)
+
+
+def _keep_spans(no_span: np.ndarray, n_inputs: int, chain_length: int) -> np.ndarray:
+    """Keep-mask of CoT layouts: (B, E) bool "this example has no think span" -> (B, E, L) bool.
+
+    The span ⟨ts⟩ y_1..y_{C-1} ⟨te⟩ occupies positions N+2 .. N+C+2 of L = N+C+7.
+    """
+    N, C = n_inputs, chain_length
+    keep = np.ones(no_span.shape + (N + C + 7,), bool)
+    keep[..., N + 2: N + C + 3] = ~no_span[..., None]
+    return keep
+
+
+def _pack(values: np.ndarray, keep: np.ndarray, pad_value: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Move each row's kept entries together: (B, S) values + (B, S) bool -> (B, T) int64, (B, T) bool.
+
+    T = the longest row; shorter rows are padded with pad_value on the left (left=True) or right.
+    """
+    lengths = keep.sum(axis=1)  # (B,)
+    T = int(lengths.max()) if len(lengths) else 0
+    slot = np.cumsum(keep, axis=1) - 1  # (B, S): index of each kept entry among its row's kept ones
+    if left:
+        slot += (T - lengths)[:, None]
+    row, col = np.nonzero(keep)
+    out = np.full((len(values), T), pad_value, np.int64)
+    mask = np.zeros((len(values), T), bool)
+    out[row, slot[row, col]] = values[row, col]
+    mask[row, slot[row, col]] = True
+    return out, mask
+
+
+def _dropped_demos(rows: Rows, demo_cot: np.ndarray, prompt_cfg: PromptConfig, eval_seed: int) -> np.ndarray:
+    """Which demonstrations lose their think span under drop_k: (B, K-1) bool, k per row.
+
+    Each strategy ranks the demos (first_k: by position, last_k: nearest the query first, random:
+    keyed permutation); the k best-ranked CoT demos are dropped. Fewer than k CoT demos raises.
+    """
+    k = prompt_cfg.drop_k
+    B, D = demo_cot.shape
+    drop = np.zeros((B, D), bool)
+    if k == 0:
+        return drop
+    n_spans = demo_cot.sum(axis=1)  # (B,)
+    if (n_spans < k).any():
+        i = int(np.argmax(n_spans < k))
+        fail("drop_k", k, f"must be <= the number of think spans in the eval prompt "
+             f"(row seq_idx={int(rows.seq_idx[i])} has {int(n_spans[i])})")
+    if prompt_cfg.drop_strategy == "first_k":
+        rank = np.broadcast_to(np.arange(D), (B, D))
+    elif prompt_cfg.drop_strategy == "last_k":
+        rank = np.broadcast_to(np.arange(D)[::-1], (B, D))
+    else:
+        rank = np.empty((B, D), np.int64)
+        for i, seq_idx in enumerate(rows.seq_idx):  # keyed by row, so independent of batching
+            order = np.random.Generator(np.random.PCG64(
+                np.random.SeedSequence(eval_seed, spawn_key=(DROP_KEY, int(seq_idx))))).permutation(D)
+            rank[i, order] = np.arange(D)
+    rank = np.where(demo_cot, rank, D)  # standard demos have no span: rank them last
+    chosen = np.argsort(rank, axis=1, kind="stable")[:, :k]  # (B, k)
+    np.put_along_axis(drop, chosen, True, axis=1)
+    return drop
+
+
+def _offset_train(batch: TrainBatch, offset: int) -> TrainBatch:
+    if offset:
+        batch.input_ids += offset
+        batch.labels[batch.labels != IGNORE] += offset
+    return batch
+
+
+def _offset_eval(batch: EvalBatch, offset: int) -> EvalBatch:
+    if offset:
+        batch.prompt_ids += offset
+        batch.target[batch.target != IGNORE] += offset
+    return batch
