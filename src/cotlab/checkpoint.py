@@ -165,6 +165,7 @@ def save_hf(model: Transformer, directory: str | Path) -> Path:
     final = Path(directory)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it 0700; others on a shared cluster should read the model
     try:
         tensors = {name: t.detach().to("cpu", torch.float32).contiguous()
                    for name, t in state_dict_to_hf(model.state_dict()).items()}

@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import re
+
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
@@ -149,6 +151,20 @@ class DataConfig(Section):
 S = TypeVar("S", bound=BaseModel)
 
 
+class YamlLoader(yaml.SafeLoader):
+    """yaml.safe_load that also reads `5e-5` and `1e6` as floats (YAML 1.1 wants a dot: `5.0e-5`)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)  # a SafeLoader: no arbitrary objects
+
+
 def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["a.b=3", "c=[1,2]"]`` -> ``{"a": {"b": 3}, "c": [1, 2]}``; values are parsed as YAML."""
     out: dict[str, Any] = {}
@@ -160,7 +176,7 @@ def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = yaml_load(raw)
     return out
 
 
@@ -179,7 +195,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r}: not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = yaml_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r}: must hold a mapping of keys to values")
     return data

@@ -1,0 +1,235 @@
+"""`cotlab train` end to end, TrainConfig checks, the in-training metrics and a learnability smoke test.
+
+The data point is the quickstart's miniature (experiments.md §5.3): one fixed task (fixed DAG
+whose answer composes through the chain, fixed H) at V=32, learnable in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cotlab.checkpoint import load_hf
+from cotlab.cli import main as cli
+from cotlab.config import ConfigError, build, load
+from cotlab.data.coverage import in_context_majority
+from cotlab.data.loader import load_rows
+from cotlab.data.prompts import PromptConfig
+from cotlab.data.store import open_dataset
+from cotlab.metrics import evaluate_accuracy
+from cotlab.model import model_config
+from cotlab.train import TrainConfig
+
+POINT = ["vocab_size=32", "n_inputs=4", "n_parents=2", "chain_length=3", "n_examples=4",
+         "fixed_dag=true", "dag=[[0,1],[2,4],[3,5]]", "fixed_h=true"]
+SPECIAL_POINT = ["vocab_size=32", "n_inputs=3", "n_parents=2", "chain_length=2", "n_examples=4",
+                 "fixed_h=true", "special_tokens=true"]
+TINY = ["model=smoke-tf4", "batch_size=16", "n_train=128", "eval_every=4", "checkpoint_every=4",
+        "n_eval=48", "eval_batch_size=20", "analysis_n=8"]
+
+
+def generate(out, split: str, n: int, point: list[str] = POINT) -> str:
+    args = ["generate", "--out", str(out), "--split", split]
+    for item in [*point, f"n_sequences={n}"]:
+        args += ["--set", item]
+    assert cli(args) == 0
+    return str(out)
+
+
+def train_args(data, out, fmt: str = "cot", sets: list[str] = TINY) -> list[str]:
+    args = ["train", "--data", data["train"], "--eval-data", data["eval"], "--out", str(out), "--format", fmt]
+    for item in sets:
+        args += ["--set", item]
+    return args
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {"train": generate(root / "train", "train", 16_000), "eval": generate(root / "eval", "eval", 256),
+            "special_train": generate(root / "sp_train", "train", 256, SPECIAL_POINT),
+            "special_eval": generate(root / "sp_eval", "eval", 64, SPECIAL_POINT)}
+
+
+def test_train_cli_end_to_end(data, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "cotlab.cli", *train_args(data, out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    required = ["step", "seqs_seen", "tokens_seen", "train_loss", "eval_loss", "answer_acc",
+                "chain_acc_0", "chain_acc_1", "chain_acc_2", "chain_loss_0", "chain_loss_1", "chain_loss_2",
+                "majority_baseline", "embed_sim", "parent_prec", "lr"]
+    assert set(required) <= set(metrics.columns)
+    assert metrics["step"].tolist() == [0, 4, 8]  # step 0, every 4 steps, the last step
+    assert metrics["seqs_seen"].tolist() == [0, 64, 128]
+    assert metrics["tokens_seen"].tolist() == [0, 64 * 28, 128 * 28]  # K(N+C) = 28 tokens a sequence
+    assert np.isnan(metrics["train_loss"][0]) and (metrics["train_loss"][1:] > 0).all()
+    assert (metrics["lr"] == 5e-5).all()
+    assert np.array_equal(metrics["chain_acc_2"], metrics["answer_acc"])  # cot: the C-th token is the answer
+    assert metrics[["embed_sim", "parent_prec"]].notna().all().all()
+
+    eval_rows = load_rows(open_dataset(data["eval"]), 48)
+    baseline = np.mean(in_context_majority(eval_rows) == eval_rows.chain[:, -1, -1])
+    assert metrics["majority_baseline"].tolist() == pytest.approx([baseline] * 3)
+
+    resolved = json.loads((out / "config.json").read_text())
+    assert resolved["train"]["n_train"] == 128 and resolved["steps"] == 8 and resolved["precision"] == "fp32"
+    model = load_hf(out / "final")
+    assert model.cfg.n_layer == 1 and model.cfg.vocab_size == 32
+    assert not (out / "checkpoints").exists()  # the resume checkpoint is dropped once final/ exists
+
+    # A finished run is a no-op; the same directory with another config is refused.
+    before = (out / "metrics.parquet").stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, "-m", "cotlab.train", *train_args(data, out)[1:]],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout
+    assert (out / "metrics.parquet").stat().st_mtime_ns == before
+
+
+def test_changed_config_is_refused(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(train_args(data, out)) == 0
+    assert cli(train_args(data, out, sets=[*TINY, "lr=1e-3"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.lr" in err and "config.json" in err
+
+
+def test_standard_format_columns(data, tmp_path):
+    out = tmp_path / "run"
+    assert cli(train_args(data, out, "standard", [*TINY, "n_train=32"])) == 0
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    assert "chain_acc_0" in metrics and "chain_acc_1" not in metrics
+    assert np.array_equal(metrics["chain_acc_0"], metrics["answer_acc"])
+    assert metrics["parent_prec"].isna().all()  # attention precision is defined on cot sequences
+    assert metrics["tokens_seen"].iloc[-1] == 32 * 20  # K(N+1) = 20 tokens a sequence
+
+
+def test_special_token_format_trains_and_scores(data, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", data["special_train"], "--eval-data", data["special_eval"], "--out", str(out),
+            "--format", "hybrid_special_token", "--set", "prompt.recipe.alpha=1"]
+    for item in [*TINY, "n_train=64", "n_eval=null"]:
+        args += ["--set", item]
+    assert cli(args) == 0
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    assert {"format_acc", "gen_len_p50", "chain_acc_1"} <= set(metrics.columns)
+    assert metrics["n_eval"].tolist() == [64, 64]
+    assert ((metrics["format_acc"] >= 0) & (metrics["format_acc"] <= 1)).all()
+    assert (metrics["gen_len_p50"] <= 2 + 5).all()  # at most C+5 generated tokens
+
+
+class Oracle(torch.nn.Module):
+    """A 'model' that knows every eval row: its logits put all mass on the next target token."""
+
+    def __init__(self, cfg, answers: dict[tuple[int, ...], list[int]], wrong_last: bool = False):
+        super().__init__()
+        self.cfg, self.answers, self.wrong_last = cfg, answers, wrong_last
+        self.tok_embeddings = torch.nn.Embedding(cfg.vocab_size, 8)
+
+    def forward(self, input_ids, attention_mask=None, cache=None):
+        B, T = input_ids.shape
+        logits = torch.zeros(B, T, self.cfg.vocab_size)
+        if cache is None:  # teacher forcing: irrelevant here
+            return logits
+        if T > 1:  # prefill: remember each row's prompt
+            self.prompts = [tuple(row.tolist()) for row in input_ids]
+            self.emitted = [0] * B
+        for b in range(B):
+            target = self.answers[self.prompts[b]]
+            i = self.emitted[b]
+            token = target[i] + (1 if self.wrong_last and i == len(target) - 1 else 0)
+            logits[b, -1, token % self.cfg.vocab_size] = 30.0
+            self.emitted[b] += 1
+        return logits
+
+
+def test_metrics_of_an_oracle(data):
+    from cotlab.data.prompts import render_eval
+
+    dataset = open_dataset(data["eval"])
+    rows, data_cfg = load_rows(dataset, 40), dataset.config
+    prompt_cfg = PromptConfig(format="cot")
+    batch = render_eval(rows, data_cfg, prompt_cfg, 40, data_cfg.split_seed("eval"))
+    answers = {tuple(p.tolist()): t.tolist() for p, t in zip(batch.prompt_ids, batch.target)}
+    cfg = model_config("smoke-tf4", data_cfg.vocab_size)
+    for wrong_last, expected in ((False, 1.0), (True, 0.0)):
+        scores = evaluate_accuracy(Oracle(cfg, answers, wrong_last), rows, data_cfg, prompt_cfg,
+                                   batch_size=7, device="cpu")
+        assert scores["answer_acc"] == scores["chain_acc_2"] == expected
+        assert scores["chain_acc_0"] == scores["chain_acc_1"] == 1.0  # scored position by position
+        assert scores["chain_loss_0"] == pytest.approx(0.0, abs=1e-3)
+        assert scores["n"] == 40
+
+
+def test_learns_a_fixed_task_far_above_the_majority_baseline(data, tmp_path):
+    out = tmp_path / "run"
+    sets = ["model=smoke-tf8", "lr=3e-3", "n_train=16000", "eval_every=250", "n_eval=256", "analysis_n=0"]
+    assert cli(train_args(data, out, "cot", sets)) == 0
+    last = pd.read_parquet(out / "metrics.parquet").iloc[-1]
+    assert last["step"] == 250
+    assert last["answer_acc"] > last["majority_baseline"] + 0.3, last.to_dict()
+    assert last["eval_loss"] < 1.5
+
+
+@pytest.mark.parametrize(("sets", "field"), [
+    (["lrr=1"], "lrr"),  # unknown key
+    (["batch_size=abc"], "batch_size"),  # wrong type
+    (["lr=-1"], "lr"),
+    (["betas=[0.9]"], "betas"),
+    (["model=tf99"], "model"),
+    (["precision=fp16"], "precision"),
+    (["n_train=8"], "n_train"),  # fewer sequences than one batch
+    (["n_eval=100000"], "n_eval"),  # more than the eval split holds
+    (["eval_every=0"], "eval_every"),
+    (["prompt.recipe.alpha=1"], "recipe"),  # a recipe without the hybrid format
+    (["prompt.format=cot_special_token"], "format"),  # special tokens are off in this data
+])
+def test_bad_config_is_one_named_line_and_writes_nothing(data, tmp_path, capsys, sets, field):
+    out = tmp_path / "run"
+    args = ["train", "--data", data["train"], "--eval-data", data["eval"], "--out", str(out)]
+    for item in [*TINY, *sets]:
+        args += ["--set", item]
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("swap", "extra", "field"), [
+    ("eval", [], "--eval-data"),  # the train split passed as eval data
+    ("train", [], "--data"),  # the eval split passed as training data
+    (None, ["--nproc", "2", "--set", "batch_size=15"], "batch_size"),  # not divisible by the ranks
+    ("missing", [], "missing"),
+])
+def test_bad_inputs_are_one_named_line(data, tmp_path, capsys, swap, extra, field):
+    out = tmp_path / "run"
+    train, evals = data["train"], data["eval"]
+    if swap == "eval":
+        evals = train
+    elif swap == "train":
+        train = evals
+    elif swap == "missing":
+        train = str(tmp_path / "missing")
+    args = ["train", "--data", train, "--eval-data", evals, "--out", str(out), *extra]
+    assert cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err, err
+    assert not out.exists()
+
+
+def test_train_config_defaults_are_the_papers():
+    cfg = TrainConfig()
+    assert (cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay) == (5e-5, [0.9, 0.999], 1e-8, 0.01)
+    assert (cfg.batch_size, cfg.eval_every, cfg.seed, cfg.precision, cfg.compile) == (64, 500, 42, "auto", False)
+    assert load(TrainConfig, sets=["lr=5e-5"]).lr == 5e-5  # YAML 1.1 would read 5e-5 as a string
+    with pytest.raises(ConfigError, match="n_train"):
+        build(TrainConfig, {"n_train": 10, "batch_size": 64})
+
