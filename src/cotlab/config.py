@@ -93,6 +93,10 @@ class DataConfig(Section):
     def _check(self) -> DataConfig:
         require_positive(self, "vocab_size", "n_dims", "n_inputs", "n_parents", "chain_length",
                          "n_examples", "h_num_layers", "n_sequences", "num_unique_h")
+        for name in ("seed", "eval_seed"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                fail(name, value, "must be a non-negative integer (numpy SeedSequence entropy)")
         if not (math.isfinite(self.data_init_range) and self.data_init_range > 0):
             fail("data_init_range", self.data_init_range, "must be a positive finite number")
         if self.n_parents > self.n_inputs:
@@ -176,7 +180,10 @@ def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml_load(raw)
+        try:
+            node[leaf] = yaml_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     return out
 
 

@@ -55,7 +55,7 @@ from tqdm import tqdm
 from cotlab.analysis.attention import ATTENTION_FORMATS, model_query_maps, scores_from_maps
 from cotlab.analysis.similarity import embedding_similarity
 from cotlab.checkpoint import replace_dir, save_hf
-from cotlab.config import ConfigError, Section, build, fail, load, require_positive
+from cotlab.config import ConfigError, Section, fail, load, require_positive
 from cotlab.data.loader import TrainLoader, load_rows
 from cotlab.data.prompts import IGNORE, PromptConfig
 from cotlab.data.store import Dataset, open_dataset

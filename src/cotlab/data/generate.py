@@ -1,0 +1,435 @@
+"""The CoT-ICL Lab generator (data.md §2), vectorized over sequences and deterministic (§6).
+
+Letters: n rows (= sequences), B sequences in one compute tile, K examples per sequence, N inputs,
+M parents, C chain steps, L processor layers, d embedding dim, V vocabulary, V_eff usable ids
+(reserved special ids are the top V - V_eff), P pool size.
+
+A split is a pure function of (DataConfig, split): row i comes from block i // 1024, whose draws
+come from its own stream ``PCG64(SeedSequence(split_seed, spawn_key=(1, split_code, block)))``
+(§6.2). So any range of rows can be computed alone, in any chunking, by any number of worker
+processes, and the first n rows do not depend on the split size. cotlab supports one fixed
+(N, M, C, K) per dataset, so the §6.2 choice-index draws (step 1) are skipped, as §6.2 allows
+for draws a configuration does not need.
+
+Chain tokens are computed B sequences x K examples at a time with a loop over the C steps only
+(§2.2), in float64 (the canonical precision). Tiles of B rows are aligned to fixed offsets
+inside each block, so every row goes through exactly the same floating-point operations whatever
+the chunk size or worker count: the output is bit-for-bit independent of both. With
+device="cuda" the same float64 operations run in torch on the GPU (draws stay on the CPU, in the
+worker processes); a different BLAS can only change a token where two logits agree to ~1e-15.
+For speed give each process one BLAS thread (`cotlab generate` does): threaded OpenBLAS on these
+small matmuls was measured 5x slower on 2 cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from cotlab.config import ConfigError, DataConfig, fail
+
+BLOCK_SIZE = 1024  # rows per random-stream block (data.md §6.2); every block draws at full size
+SPLIT_CODES = {"train": 0, "eval": 1}
+CPU_LOGITS_BYTES = 4 << 20  # a CPU tile's (B, K, V_eff) float64 logits stay cache-sized
+CPU_MAX_TILE = 64  # larger tiles gain nothing and make small chunks recompute more
+GPU_LOGITS_BYTES = 512 << 20
+NORMAL_DRAW_BYTES = 16 << 20  # fresh weights are drawn in row pieces of at most this size
+LEAKY_SLOPE = 0.5  # the authors' nn.LeakyReLU(0.5), not torch's default 0.01
+
+
+@dataclass
+class Rows:
+    """Generated sequences, one row each (data.md §6.3); every array is indexed by row first.
+
+    seq_idx (n,) int64 canonical row index; inputs (n, K, N) int32; chain (n, K, C) int32 with the
+    answer of example k at chain[:, k, C-1]; dag (n, C, M) int32 node ids, ascending per step
+    (node j < N is x_{j+1}, node N+c-1 is y_c); h_ids (n, C) int32 pool entry per step, or None for
+    fresh processors; cot_u (n, K) uint32 CoT coins, or None without special tokens.
+    """
+
+    seq_idx: np.ndarray
+    inputs: np.ndarray
+    chain: np.ndarray
+    dag: np.ndarray
+    h_ids: np.ndarray | None = None
+    cot_u: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.seq_idx)
+
+    def take(self, index: slice | np.ndarray) -> Rows:
+        """The rows selected by a slice, an integer index array or a boolean mask."""
+        columns = (getattr(self, f.name) for f in fields(self))
+        return Rows(*(None if column is None else column[index] for column in columns))
+
+    @staticmethod
+    def concat(parts: list[Rows]) -> Rows:
+        """Stack row sets (all with the same shapes and optional columns) in the given order."""
+        if len(parts) == 1:
+            return parts[0]
+        return Rows(**{f.name: None if getattr(parts[0], f.name) is None
+                       else np.concatenate([getattr(p, f.name) for p in parts])
+                       for f in fields(Rows)})
+
+
+@dataclass(frozen=True)
+class Globals:
+    """Objects drawn once per (config point, seed) and shared by both splits (data.md §2.1).
+
+    embedding (V, d) float64 = E; h_pool (P, C, L, d, d) for per_sequence pools or (P, L, d, d) for
+    per_position pools, float64, or None; fixed_dag (C, M) int32, or None (fresh DAG per row).
+    """
+
+    embedding: np.ndarray
+    h_pool: np.ndarray | None
+    fixed_dag: np.ndarray | None
+
+
+def stream(entropy: int, *spawn_key: int) -> np.random.Generator:
+    """The numpy stream of data.md §6.2: ``Generator(PCG64(SeedSequence(entropy, spawn_key)))``."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=spawn_key)))
+
+
+def dag_from_keys(keys: np.ndarray, n_parents: int) -> np.ndarray:
+    """(n, C, N+C-1) float64 keys -> (n, C, M) int32 DAG.
+
+    pa(c) (0-based step c) is the M nodes of 0..N+c-1 with the smallest keys, stored ascending:
+    the smallest M of i.i.d. uniform keys are a uniformly random M-subset (data.md §2.1 step 4).
+    """
+    n, C, width = keys.shape
+    N = width - C + 1
+    dag = np.empty((n, C, n_parents), np.int32)
+    for c in range(C):
+        smallest = np.argsort(keys[:, c, :N + c], axis=1, kind="stable")[:, :n_parents]
+        dag[:, c] = np.sort(smallest, axis=1)
+    return dag
+
+
+def global_objects(cfg: DataConfig) -> Globals:
+    """E, the H pool and the fixed DAG from the base seed (data.md §6.2, spawn keys (0, 0..2))."""
+    V, d, N, M, C, L = (cfg.vocab_size, cfg.n_dims, cfg.n_inputs, cfg.n_parents,
+                        cfg.chain_length, cfg.h_num_layers)
+    embedding = cfg.data_init_range * stream(cfg.seed, 0, 0).standard_normal((V, d))  # (V, d)
+    h_pool = None
+    if cfg.pool_size is not None:
+        entry = (C, L, d, d) if cfg.h_pool_mode == "per_sequence" else (L, d, d)
+        h_pool = stream(cfg.seed, 0, 1).standard_normal((cfg.pool_size, *entry))
+    fixed_dag = None
+    if cfg.dag is not None:
+        fixed_dag = np.sort(np.asarray(cfg.dag, np.int32), axis=1)  # (C, M)
+    elif cfg.fixed_dag:
+        fixed_dag = dag_from_keys(stream(cfg.seed, 0, 2).random((1, C, N + C - 1)), M)[0]
+    return Globals(embedding, h_pool, fixed_dag)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_globals(cfg_json: str) -> Globals:
+    # worker processes rebuild E and the pool once instead of receiving them with every task
+    return global_objects(DataConfig.model_validate_json(cfg_json))
+
+
+def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """sigma of data.md §2.1 as an elementwise numpy function (float64 in, float64 out)."""
+    if name == "leaky_relu":
+        return lambda z: np.where(z >= 0, z, LEAKY_SLOPE * z)
+    if name == "relu":
+        return lambda z: np.maximum(z, 0.0)
+    if name == "silu":
+        def silu(z: np.ndarray) -> np.ndarray:
+            with np.errstate(over="ignore"):  # exp(-z) = inf for z << 0 gives z / inf = -0.0
+                return z / (1.0 + np.exp(-z))
+        return silu
+    if name == "identity":
+        return lambda z: z
+    raise ConfigError(f"activation={name!r}: must be one of leaky_relu, relu, silu, identity")
+
+
+def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, inputs: np.ndarray,
+                 activation: str, n_usable: int, *, workspace: np.ndarray | None = None) -> np.ndarray:
+    """The map (E, H, DAG, inputs) -> chain tokens of data.md §2.1, batched as in §2.2.
+
+    embedding (V, d) float64; weights (B, C, L, d, d) float64 with weights[b, c, l] = W_{c,l+1}
+    acting on column vectors (z = W e); dag (B, C, M) node ids; inputs (B, K, N) token ids;
+    -> (B, K, C) int64. Ids >= n_usable (the reserved special ids, always the top of the
+    vocabulary) are never chosen, which is the same as masking their logits to -inf; ties go to
+    the smallest id. `workspace`, a float64 array of >= B*K*V_eff elements, holds the logits; reusing
+    one across calls avoids page-faulting a fresh multi-MB array per tile (2-5x faster).
+    """
+    B, K, N = inputs.shape
+    C, L, d = weights.shape[1], weights.shape[2], embedding.shape[1]
+    M = dag.shape[2]
+    if (dag >= N + np.arange(C)[:, None]).any():
+        raise ValueError("chain_tokens: a parent of step c must be a node below N + c")
+    sigma = activation_fn(activation)
+    candidates = embedding[:n_usable].T  # (d, V_eff)
+    if workspace is None:
+        workspace = np.empty(B * K * n_usable)
+    logits = workspace[:B * K * n_usable].reshape(B * K, n_usable)  # (B*K, V_eff)
+    tokens = np.empty((B, K, N + C), np.int64)  # T: inputs, then y_1..y_C as they are computed
+    tokens[..., :N] = inputs
+    for c in range(C):
+        parents = np.broadcast_to(dag[:, None, c, :], (B, K, M))
+        x = embedding[np.take_along_axis(tokens, parents, axis=2)]  # (B, K, M, d)
+        if L == 1:  # H_c is linear: average first, then one matmul (M times fewer flops)
+            z = x.mean(axis=2) @ weights[:, c, 0].transpose(0, 2, 1)  # (B, K, d)
+        else:
+            x = x.reshape(B, K * M, d)  # (B, K*M, d)
+            for layer in range(L):
+                x = x @ weights[:, c, layer].transpose(0, 2, 1)  # (B, K*M, d)
+                if layer < L - 1:
+                    x = sigma(x)
+            z = x.reshape(B, K, M, d).mean(axis=2)  # (B, K, d)
+        h = sigma(z)  # (B, K, d)
+        np.matmul(h.reshape(B * K, d), candidates, out=logits)  # (B*K, V_eff)
+        tokens[..., N + c] = logits.argmax(axis=1).reshape(B, K)
+    return tokens[..., N:]
+
+
+def chain_tokens_torch(embedding, weights, dag, inputs, activation: str, n_usable: int):
+    """torch twin of :func:`chain_tokens` for ``--device cuda``: same shapes, float64 tensors on one
+    device, -> (B, K, C) int64 tensor. It runs the same float64 operations; a different BLAS can only
+    change a token where two logits agree to ~1e-15 relative (exact ties, e.g. relu's h = 0, still
+    resolve to the smallest id)."""
+    import torch
+
+    B, K, N = inputs.shape
+    C, L, d = weights.shape[1], weights.shape[2], embedding.shape[1]
+    M = dag.shape[2]
+    sigma = {"leaky_relu": lambda z: torch.where(z >= 0, z, LEAKY_SLOPE * z),
+             "relu": lambda z: torch.clamp_min(z, 0.0),
+             "silu": lambda z: z / (1.0 + torch.exp(-z)),
+             "identity": lambda z: z}[activation]
+    candidates = embedding[:n_usable].T  # (d, V_eff)
+    tokens = torch.empty((B, K, N + C), dtype=torch.int64, device=inputs.device)
+    tokens[..., :N] = inputs
+    for c in range(C):
+        parents = dag[:, None, c, :].expand(B, K, M).long()
+        x = embedding[torch.gather(tokens, 2, parents)]  # (B, K, M, d)
+        if L == 1:
+            z = (x.sum(dim=2) / M) @ weights[:, c, 0].transpose(1, 2)  # (B, K, d)
+        else:
+            x = x.reshape(B, K * M, d)
+            for layer in range(L):
+                x = x @ weights[:, c, layer].transpose(1, 2)  # (B, K*M, d)
+                if layer < L - 1:
+                    x = sigma(x)
+            z = x.reshape(B, K, M, d).sum(dim=2) / M  # (B, K, d)
+        logits = sigma(z).reshape(B * K, d) @ candidates  # (B*K, V_eff)
+        tokens[..., N + c] = logits.argmax(dim=1).reshape(B, K)
+    return tokens[..., N:]
+
+
+@dataclass
+class Draws:
+    """The random draws of n rows inside one block (chain not yet computed), plus their processor
+    weights (n, C, L, d, d) float64, drawn fresh or gathered from the pool."""
+
+    rows: Rows  # chain is zeros until computed
+    weights: np.ndarray
+
+
+def _normal_rows(rng: np.random.Generator, row_shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
+    """Rows [lo, hi) of ``rng.standard_normal((BLOCK_SIZE, *row_shape))``, drawn in pieces.
+
+    numpy's normals use whole 64-bit outputs with no carried state, so consecutive smaller draws
+    give the same numbers as one big draw (tests check this); this bounds memory for large d, L, C.
+    """
+    per_row = int(np.prod(row_shape))
+    piece = max(1, NORMAL_DRAW_BYTES // (8 * per_row))
+    kept = np.empty((hi - lo, *row_shape))
+    for first in range(0, BLOCK_SIZE, piece):
+        last = min(first + piece, BLOCK_SIZE)
+        values = rng.standard_normal((last - first, *row_shape))
+        a, b = max(first, lo), min(last, hi)
+        if a < b:
+            kept[a - lo:b - lo] = values[a - first:b - first]
+    return kept
+
+
+def draw_rows(cfg: DataConfig, split: str, block: int, lo: int, hi: int, glob: Globals) -> Draws:
+    """Rows [lo, hi) of block `block` of `split`, in the data.md §6.2 draw order: DAG keys, token
+    processors (fresh weights or pool indices), inputs, CoT coins (special tokens only)."""
+    N, M, C, K, L, d = (cfg.n_inputs, cfg.n_parents, cfg.chain_length, cfg.n_examples,
+                        cfg.h_num_layers, cfg.n_dims)
+    n = hi - lo
+    rng = stream(cfg.split_seed(split), 1, SPLIT_CODES[split], block)
+    if glob.fixed_dag is None:
+        dag = dag_from_keys(rng.random((BLOCK_SIZE, C, N + C - 1))[lo:hi], M)  # (n, C, M)
+    else:
+        dag = np.broadcast_to(glob.fixed_dag, (n, C, M)).copy()
+    h_ids = None
+    if glob.h_pool is None:
+        weights = _normal_rows(rng, (C, L, d, d), lo, hi)  # (n, C, L, d, d)
+    elif cfg.h_pool_mode == "per_sequence":  # v1: an entry is a list of C processors
+        entry = rng.integers(0, cfg.pool_size, BLOCK_SIZE)[lo:hi]  # (n,)
+        weights = glob.h_pool[entry]  # (n, C, L, d, d)
+        h_ids = np.repeat(entry[:, None], C, axis=1).astype(np.int32)
+    else:  # v2: every step draws its own single processor
+        h_ids = rng.integers(0, cfg.pool_size, (BLOCK_SIZE, C))[lo:hi].astype(np.int32)  # (n, C)
+        weights = glob.h_pool[h_ids]  # (n, C, L, d, d)
+    inputs = rng.integers(0, cfg.n_usable, (BLOCK_SIZE, K, N))[lo:hi].astype(np.int32)
+    cot_u = None
+    if cfg.special_tokens:
+        cot_u = rng.integers(0, 2**32, (BLOCK_SIZE, K), dtype=np.uint32)[lo:hi]
+    seq_idx = np.arange(block * BLOCK_SIZE + lo, block * BLOCK_SIZE + hi, dtype=np.int64)
+    rows = Rows(seq_idx, inputs, np.zeros((n, K, C), np.int32), dag, h_ids, cot_u)
+    return Draws(rows, weights)
+
+
+def tile_rows(cfg: DataConfig, device: str) -> int:
+    """Sequences per compute tile: the (B, K, V_eff) float64 logits stay within the device budget."""
+    if device == "cpu":
+        return int(np.clip(CPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, CPU_MAX_TILE))
+    return int(np.clip(GPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, BLOCK_SIZE))
+
+
+def _compute_cpu(cfg: DataConfig, draws: Draws, glob: Globals) -> None:
+    rows, size = draws.rows, tile_rows(cfg, "cpu")
+    workspace = np.empty(size * cfg.n_examples * cfg.n_usable)
+    for a in range(0, len(rows), size):
+        tile = slice(a, a + size)
+        rows.chain[tile] = chain_tokens(glob.embedding, draws.weights[tile], rows.dag[tile],
+                                        rows.inputs[tile], cfg.activation, cfg.n_usable,
+                                        workspace=workspace)
+
+
+def _compute_torch(cfg: DataConfig, draws: Draws, glob: Globals, device: str) -> None:
+    import torch
+
+    def on_device(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).to(device)
+
+    rows, size = draws.rows, tile_rows(cfg, device)
+    embedding = on_device(glob.embedding)
+    for a in range(0, len(rows), size):
+        tile = slice(a, a + size)
+        chain = chain_tokens_torch(embedding, on_device(draws.weights[tile]), on_device(rows.dag[tile]),
+                                   on_device(rows.inputs[tile]).long(), cfg.activation, cfg.n_usable)
+        rows.chain[tile] = chain.cpu().numpy()
+
+
+def _task(cfg_json: str, split: str, block: int, lo: int, hi: int, compute: bool) -> Rows | Draws:
+    """One unit of work: rows [lo, hi) of a block, widened to whole CPU tiles, computed on the CPU
+    (compute=True, returns Rows) or only drawn (returns Draws for a GPU in the parent process)."""
+    cfg = DataConfig.model_validate_json(cfg_json)
+    glob = _cached_globals(cfg_json)
+    draws = draw_rows(cfg, split, block, lo, hi, glob)
+    if not compute:
+        return draws
+    _compute_cpu(cfg, draws, glob)
+    return draws.rows
+
+
+def _tasks(start: int, stop: int, chunk_size: int, tile: int) -> Iterator[tuple[int, int, int, int, int]]:
+    """(block, lo, hi, offset, n): each chunk of n <= chunk_size rows inside one block, widened to
+    [lo, hi) of whole tiles at fixed in-block offsets; the chunk starts at `offset` in that range."""
+    for block in range(start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)):
+        first = max(start, block * BLOCK_SIZE) - block * BLOCK_SIZE
+        end = min(stop, (block + 1) * BLOCK_SIZE) - block * BLOCK_SIZE
+        for lo in range(first, end, chunk_size):
+            hi = min(lo + chunk_size, end)
+            wide_lo, wide_hi = lo - lo % tile, min(BLOCK_SIZE, -(-hi // tile) * tile)
+            yield block, wide_lo, wide_hi, lo - wide_lo, hi - lo
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    """Worker processes read these at start-up: one BLAS thread each, the processes are the parallelism."""
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update({name: "1" for name in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name)
+            else:
+                os.environ[name] = value
+
+
+def _run(calls: Iterator[tuple], workers: int) -> Iterator[Rows | Draws]:
+    """`_task(*args)` for each args in order; with workers > 1 in spawned processes, at most
+    2 * workers tasks in flight so memory stays bounded by the chunk size."""
+    if workers == 1:
+        for args in calls:
+            yield _task(*args)
+        return
+    with _single_threaded_blas():
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+    with pool:
+        pending = deque(pool.apply_async(_task, args) for args in itertools.islice(calls, 2 * workers))
+        while pending:
+            result = pending.popleft().get()
+            pending.extend(pool.apply_async(_task, args) for args in itertools.islice(calls, 1))
+            yield result
+
+
+def check_run_options(chunk_size: int, device: str, workers: int) -> None:
+    """One-line ConfigErrors for bad generation options (before any work)."""
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        fail("chunk_size", chunk_size, "must be a positive integer (rows per task)")
+    if not isinstance(workers, int) or workers < 1:
+        fail("workers", workers, "must be a positive integer (processes)")
+    if device != "cpu" and not device.startswith("cuda"):
+        fail("device", device, "must be cpu or cuda")
+    if device.startswith("cuda"):
+        try:
+            import torch
+        except ImportError:
+            fail("device", device, "needs torch, which is not installed; use --device cpu")
+        if not torch.cuda.is_available():
+            fail("device", device, "CUDA is not available on this machine; use --device cpu")
+
+
+def iter_rows(cfg: DataConfig, split: str, start: int, stop: int, *, chunk_size: int = 1024,
+              device: str = "cpu", workers: int = 1) -> Iterator[Rows]:
+    """Rows [start, stop) of `split` as consecutive pieces of at most chunk_size rows (never more
+    than one 1,024-row block), in row order. Memory is bounded by the chunk size. With a CUDA device
+    the workers only draw and the parent computes on the GPU. Arguments are checked here, before
+    any work; the rows are produced as the iterator is consumed."""
+    cfg.split_seed(split)  # rejects an unknown split
+    check_run_options(chunk_size, device, workers)
+    if not 0 <= start <= stop:
+        raise ConfigError(f"rows [{start}, {stop}): need 0 <= start <= stop")
+    return _iter_rows(cfg, split, start, stop, chunk_size, device, workers)
+
+
+def _iter_rows(cfg: DataConfig, split: str, start: int, stop: int, chunk_size: int, device: str,
+               workers: int) -> Iterator[Rows]:
+    plan = list(_tasks(start, stop, chunk_size, tile_rows(cfg, device)))
+    workers = min(workers, max(1, len(plan)))
+    cfg_json = cfg.model_dump_json()
+    calls = ((cfg_json, split, block, lo, hi, device == "cpu") for block, lo, hi, _, _ in plan)
+    glob = None if device == "cpu" else _cached_globals(cfg_json)
+    for (_, _, _, offset, n), result in zip(plan, _run(calls, workers)):
+        if isinstance(result, Draws):
+            _compute_torch(cfg, result, glob, device)
+            result = result.rows
+        yield result.take(slice(offset, offset + n))
+
+
+def generate_rows(cfg: DataConfig, split: str, start: int, stop: int, *, chunk_size: int = 1024,
+                  device: str = "cpu", workers: int = 1) -> Rows:
+    """Rows [start, stop) of `split` (canonical row order); a pure function of (cfg, split): the
+    same for any chunk_size and workers (and, up to float64 near-ties, device). `stop` may exceed
+    cfg.n_sequences: rows do not depend on the split size (prefix stability)."""
+    parts = list(iter_rows(cfg, split, start, stop, chunk_size=chunk_size, device=device,
+                           workers=workers))
+    return Rows.concat(parts) if parts else empty_rows(cfg)
+
+
+def empty_rows(cfg: DataConfig) -> Rows:
+    """Zero rows with the shapes and optional columns of `cfg`."""
+    K, N, C, M = cfg.n_examples, cfg.n_inputs, cfg.chain_length, cfg.n_parents
+    return Rows(np.zeros(0, np.int64), np.zeros((0, K, N), np.int32), np.zeros((0, K, C), np.int32),
+                np.zeros((0, C, M), np.int32), None if cfg.pool_size is None else np.zeros((0, C), np.int32),
+                np.zeros((0, K), np.uint32) if cfg.special_tokens else None)

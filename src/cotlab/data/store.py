@@ -1,0 +1,454 @@
+"""One split of a data point on disk (data.md §6.3-6.4): Parquet shards + manifest.json.
+
+Layout of a split directory DIR:
+    manifest.json       written last; without it the directory is not a dataset
+    embedding.npy       E, (V, d) float64 (identical in the train and eval directories)
+    h_pool.npy          the processor pool, when the config has one
+    part-00000.parquet  65,536 rows per shard in canonical row order, one row per sequence
+
+Writes are atomic: everything goes into the sibling DIR.tmp-<pid>, the manifest last, and the
+finished directory is renamed to DIR, so a killed run never leaves a DIR that loads. Rerunning
+`cotlab generate` removes temp directories of dead runs. An existing complete DIR with the same
+data_id, split and row count is left alone (nothing to do); any other cotlab dataset at DIR is
+replaced; a DIR that is not a cotlab dataset is refused.
+
+Hashes are over the decoded columns, not the Parquet bytes (data.md §6.4): a shard's
+content_sha256 is SHA-256 over its columns in schema order, each as the int64 list offsets (list
+columns only, starting at 0) then the little-endian values; the dataset content_sha256 is SHA-256
+over the concatenated hex digests of its shards, in order. `open_dataset` verifies all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import cotlab
+from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, stable_hash
+from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
+                                  global_objects, iter_rows)
+
+FORMAT = "cotlab-data"
+SCHEMA_VERSION = 1
+ROWS_PER_SHARD = 65_536
+ROW_GROUP_ROWS = 8_192
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS)
+LIST_COLUMNS = ("dag", "h_ids", "inputs", "chain", "cot_u")
+
+
+class DatasetError(ConfigError):
+    """A dataset directory that is missing, incomplete or does not match its manifest; the one-line
+    message starts with the offending file."""
+
+
+def data_id(cfg: DataConfig) -> str:
+    """Readable slug + hash of everything that determines the rows except the split size:
+    e.g. ``V1024-N4-M4-C2-K40__3f9a1c2b`` (train and eval of a point share it; prefix stability
+    makes n_sequences irrelevant to which rows a given index holds)."""
+    slug = [f"V{cfg.vocab_size}", f"N{cfg.n_inputs}", f"M{cfg.n_parents}", f"C{cfg.chain_length}",
+            f"K{cfg.n_examples}"]
+    defaults = DataConfig()
+    extras = [("n_dims", f"d{cfg.n_dims}"), ("data_init_range", f"s{cfg.data_init_range:g}"),
+              ("activation", cfg.activation), ("h_num_layers", f"L{cfg.h_num_layers}"),
+              ("fixed_dag", "fixdag"), ("special_tokens", "special"), ("seed", f"seed{cfg.seed}")]
+    slug += [tag for name, tag in extras if getattr(cfg, name) != getattr(defaults, name)]
+    if cfg.pool_size is not None:
+        slug.append(f"P{cfg.pool_size}" + ("pos" if cfg.h_pool_mode == "per_position" else ""))
+    return "-".join(slug) + "__" + stable_hash(_identity(cfg))
+
+
+def _identity(cfg: DataConfig) -> dict[str, Any]:
+    values = resolved_config(cfg)
+    del values["n_sequences"]
+    return {**values, "generator_version": GENERATOR_VERSION}
+
+
+def resolved_config(cfg: DataConfig) -> dict[str, Any]:
+    """The config as stored in the manifest: eval_seed filled in, so equal data hash equally."""
+    return {**cfg.to_dict(), "eval_seed": cfg.split_seed("eval")}
+
+
+def arrow_schema(cfg: DataConfig) -> pa.Schema:
+    """The shard schema of data.md §6.3 (cot_u only with special tokens)."""
+    columns = [("seq_idx", pa.int64()), ("n_inputs", pa.int32()), ("n_parents", pa.int32()),
+               ("chain_length", pa.int32()), ("n_examples", pa.int32()), ("dag", pa.list_(pa.int32())),
+               ("h_ids", pa.list_(pa.int32())), ("inputs", pa.list_(pa.int32())),
+               ("chain", pa.list_(pa.int32()))]
+    if cfg.special_tokens:
+        columns.append(("cot_u", pa.list_(pa.uint32())))
+    return pa.schema([pa.field(name, kind, nullable=False) for name, kind in columns])
+
+
+def rows_to_table(rows: Rows, cfg: DataConfig) -> pa.Table:
+    """Rows -> Arrow table in the shard schema; every list is one row's array flattened C-order."""
+    n = len(rows)
+
+    def as_list(values: np.ndarray | None, kind: pa.DataType) -> pa.Array:
+        width = 0 if values is None else int(np.prod(values.shape[1:]))
+        flat = np.zeros(0, kind.to_pandas_dtype()) if values is None else values.reshape(-1)
+        offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width)
+        return pa.ListArray.from_arrays(offsets, pa.array(flat, kind))
+
+    def constant(value: int) -> pa.Array:
+        return pa.array(np.full(n, value, np.int32))
+
+    arrays = [pa.array(rows.seq_idx, pa.int64()), constant(cfg.n_inputs), constant(cfg.n_parents),
+              constant(cfg.chain_length), constant(cfg.n_examples), as_list(rows.dag, pa.int32()),
+              as_list(rows.h_ids, pa.int32()), as_list(rows.inputs, pa.int32()),
+              as_list(rows.chain, pa.int32())]
+    if cfg.special_tokens:
+        arrays.append(as_list(rows.cot_u, pa.uint32()))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema(cfg))
+
+
+def table_to_rows(table: pa.Table, cfg: DataConfig) -> Rows:
+    """Arrow table in the shard schema -> Rows with (n, K, N)-style shapes (writable copies)."""
+    n, K, N, C, M = table.num_rows, cfg.n_examples, cfg.n_inputs, cfg.chain_length, cfg.n_parents
+
+    def values(name: str, *shape: int) -> np.ndarray:
+        chunks = table.column(name).chunks
+        flat = [np.asarray(chunk.flatten() if shape else chunk) for chunk in chunks]
+        return np.concatenate(flat).reshape(n, *shape) if flat else np.zeros((0, *shape), np.int32)
+
+    return Rows(seq_idx=values("seq_idx").astype(np.int64, copy=False),
+                inputs=values("inputs", K, N), chain=values("chain", K, C), dag=values("dag", C, M),
+                h_ids=None if cfg.pool_size is None else values("h_ids", C),
+                cot_u=values("cot_u", K) if cfg.special_tokens else None)
+
+
+def content_hash(table: pa.Table) -> str:
+    """SHA-256 of a shard's decoded columns (see the module docstring), independent of encoding."""
+    digest = hashlib.sha256()
+    for column in table.columns:
+        chunks = column.chunks
+        if pa.types.is_list(column.type):
+            base = 0  # offsets run on across chunks, as if the column were one array
+            digest.update(np.zeros(1, "<i8"))
+            for chunk in chunks:
+                offsets = np.asarray(chunk.offsets).astype("<i8")
+                digest.update(offsets[1:] - offsets[0] + base)
+                base += int(offsets[-1] - offsets[0])
+            chunks = [chunk.flatten() for chunk in chunks]
+        for chunk in chunks:
+            array = np.asarray(chunk)
+            digest.update(np.ascontiguousarray(array, array.dtype.newbyteorder("<")))
+    return digest.hexdigest()
+
+
+def dataset_hash(shard_hashes: list[str]) -> str:
+    return hashlib.sha256("".join(shard_hashes).encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_name(i: int) -> str:
+    return f"part-{i:05d}.parquet"
+
+
+def _shards(pieces: Iterator[Rows]) -> Iterator[Rows]:
+    """Regroup consecutive row pieces into shards of ROWS_PER_SHARD rows (the last may be short)."""
+    buffer: list[Rows] = []
+    held = 0
+    for piece in pieces:
+        buffer.append(piece)
+        held += len(piece)
+        while held >= ROWS_PER_SHARD:
+            rows = Rows.concat(buffer)
+            yield rows.take(slice(0, ROWS_PER_SHARD))
+            rest = rows.take(slice(ROWS_PER_SHARD, None))
+            buffer, held = [rest], len(rest)
+    if held:
+        yield Rows.concat(buffer)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete DIR.tmp-<pid> / DIR.old-<pid> left by killed runs (pids checked on this machine;
+    Snakemake's lock keeps two runs on one DIR apart on a shared filesystem)."""
+    for path in out.parent.iterdir():
+        kind, _, pid = path.name[len(out.name) + 1:].partition("-")
+        if (path.name.startswith(out.name + ".") and kind in ("tmp", "old") and pid.isdigit()
+                and not _pid_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse to replace anything at `out` that is not a cotlab dataset (before any work)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out={str(out)!r}: exists and is not a directory")
+    if any(out.iterdir()) and not _is_cotlab_dataset(out):
+        raise ConfigError(f"--out={str(out)!r}: exists and is not a cotlab dataset (no cotlab "
+                          "manifest.json); remove it or choose another directory")
+
+
+def _is_cotlab_dataset(path: Path) -> bool:
+    try:
+        return json.loads((path / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def is_up_to_date(out: Path, cfg: DataConfig, split: str) -> bool:
+    """True when `out` holds a complete, verified dataset of exactly this config and split."""
+    if not (out / "manifest.json").is_file():
+        return False
+    try:
+        dataset = open_dataset(out)
+    except DatasetError:
+        return False
+    return (dataset.split == split and dataset.manifest["data_id"] == data_id(cfg)
+            and dataset.n_rows == cfg.n_sequences)
+
+
+def write_dataset(out: str | Path, cfg: DataConfig, split: str, *, chunk_size: int = 1024,
+                  device: str = "cpu", workers: int = 1,
+                  progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """Generate `split` of `cfg` (cfg.n_sequences rows) into the directory `out`, atomically.
+
+    `progress(n)` is called after every n rows generated. Returns the manifest.
+    """
+    out = Path(out)
+    split_seed = cfg.split_seed(split)
+    check_run_options(chunk_size, device, workers)
+    check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out)
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        manifest = _write_split(tmp, cfg, split, split_seed, chunk_size, device, workers, progress)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _swap_into_place(tmp, out)
+    return manifest
+
+
+def _write_split(tmp: Path, cfg: DataConfig, split: str, split_seed: int, chunk_size: int, device: str,
+                 workers: int, progress: Callable[[int], Any] | None) -> dict[str, Any]:
+    """Everything of write_dataset inside the temp directory; manifest.json last."""
+    glob = global_objects(cfg)
+    files = {"embedding": _save_npy(tmp / "embedding.npy", glob.embedding)}
+    if glob.h_pool is not None:
+        files["h_pool"] = _save_npy(tmp / "h_pool.npy", glob.h_pool)
+    pieces = iter_rows(cfg, split, 0, cfg.n_sequences, chunk_size=chunk_size, device=device,
+                       workers=workers)
+    if progress is not None:
+        pieces = (_report(piece, progress) for piece in pieces)
+    shards = []
+    for i, rows in enumerate(_shards(pieces)):
+        table = rows_to_table(rows, cfg)
+        pq.write_table(table, tmp / shard_name(i), **PARQUET_OPTIONS)
+        shards.append({"file": shard_name(i), "rows": len(rows), "content_sha256": content_hash(table)})
+
+    manifest = {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "generator_version": GENERATOR_VERSION,
+        "versions": {"cotlab": cotlab.__version__, "numpy": np.__version__, "pyarrow": pa.__version__},
+        "data_id": data_id(cfg),
+        "split": split,
+        "seed": cfg.seed,
+        "split_seed": split_seed,
+        "n_rows": cfg.n_sequences,
+        "block_size": BLOCK_SIZE,
+        "rows_per_shard": ROWS_PER_SHARD,
+        "V_eff": cfg.n_usable,
+        "special_ids": cfg.special_ids(),
+        "fixed_dag": None if glob.fixed_dag is None else glob.fixed_dag.tolist(),
+        "config": resolved_config(cfg),
+        "files": files,
+        "shards": shards,
+        "content_sha256": dataset_hash([s["content_sha256"] for s in shards]),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _report(piece: Rows, progress: Callable[[int], Any]) -> Rows:
+    progress(len(piece))
+    return piece
+
+
+def _save_npy(path: Path, array: np.ndarray) -> dict[str, str]:
+    np.save(path, array, allow_pickle=False)
+    return {"file": path.name, "sha256": file_sha256(path)}
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished temp directory to `out`, moving an older dataset aside first (rename is
+    atomic; a directory rename cannot replace a non-empty directory in one step)."""
+    old = None
+    if out.exists():
+        old = out.parent / f"{out.name}.old-{os.getpid()}"
+        os.rename(out, old)
+    os.rename(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class Dataset:
+    """A verified split directory. Rows are read lazily, shard by shard (row groups of 8,192)."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], config: DataConfig, embedding: np.ndarray,
+                 h_pool: np.ndarray | None):
+        self.path = path
+        self.manifest = manifest
+        self.config = config
+        self.split: str = manifest["split"]
+        self.n_rows: int = manifest["n_rows"]
+        self.embedding = embedding  # (V, d) float64
+        self.h_pool = h_pool
+        self.shards = [path / shard["file"] for shard in manifest["shards"]]
+        self.shard_rows: list[int] = [shard["rows"] for shard in manifest["shards"]]
+        self._first_row = np.concatenate([[0], np.cumsum(self.shard_rows)])
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.path)!r}, split={self.split!r}, n_rows={self.n_rows})"
+
+    def read_shard(self, i: int) -> Rows:
+        """All rows of shard i."""
+        return table_to_rows(pq.read_table(self.shards[i]), self.config)
+
+    def read(self, start: int = 0, stop: int | None = None) -> Rows:
+        """Rows [start, stop) in canonical order, reading only the row groups that hold them."""
+        stop = self.n_rows if stop is None else stop
+        if not 0 <= start <= stop <= self.n_rows:
+            raise ValueError(f"rows [{start}, {stop}) outside the {self.n_rows} rows of {self.path}")
+        parts = []
+        for i in range(len(self.shards)):
+            lo = max(start, self._first_row[i]) - self._first_row[i]
+            hi = min(stop, self._first_row[i + 1]) - self._first_row[i]
+            if lo >= hi:
+                continue
+            groups = list(range(lo // ROW_GROUP_ROWS, -(-hi // ROW_GROUP_ROWS)))
+            table = pq.ParquetFile(self.shards[i]).read_row_groups(groups)
+            first = groups[0] * ROW_GROUP_ROWS
+            parts.append(table_to_rows(table.slice(lo - first, hi - lo), self.config))
+        return Rows.concat(parts) if parts else empty_rows(self.config)
+
+
+def _load_npy(path: Path, expected: dict[str, str] | None, shape: tuple[int, ...]) -> np.ndarray:
+    if expected is None or expected.get("file") != path.name:
+        raise DatasetError(f"{path.parent / 'manifest.json'}: no entry for {path.name}")
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing")
+    if file_sha256(path) != expected.get("sha256"):
+        raise DatasetError(f"{path}: sha256 does not match the manifest (file changed or corrupt)")
+    array = np.load(path, allow_pickle=False)
+    if array.shape != shape or array.dtype != np.float64:
+        raise DatasetError(f"{path}: holds {array.dtype} {array.shape}, expected float64 {shape}")
+    return array
+
+
+def open_dataset(path: str | Path, *, verify: bool = True) -> Dataset:
+    """Open a split directory, checking the manifest, the .npy files and (verify=True) every shard:
+    present, readable, the right schema and row count, and the recorded content hash. Any problem
+    raises DatasetError naming the file. verify=False skips re-hashing the shards."""
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not path.is_dir():
+        raise DatasetError(f"{path}: no such dataset directory")
+    if not manifest_path.is_file():
+        raise DatasetError(f"{manifest_path}: missing; {path} is not a complete dataset "
+                           "(interrupted `cotlab generate`? rerun it)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{manifest_path}: unreadable ({exc})") from None
+    cfg = _check_manifest(manifest, manifest_path)
+    C, L, d = cfg.chain_length, cfg.h_num_layers, cfg.n_dims
+    embedding = _load_npy(path / "embedding.npy", manifest["files"].get("embedding"), (cfg.vocab_size, d))
+    h_pool = None
+    if cfg.pool_size is not None:
+        entry = (C, L, d, d) if cfg.h_pool_mode == "per_sequence" else (L, d, d)
+        h_pool = _load_npy(path / "h_pool.npy", manifest["files"].get("h_pool"), (cfg.pool_size, *entry))
+    schema = arrow_schema(cfg)
+    for shard in manifest["shards"]:
+        file = path / shard["file"]
+        if not file.is_file():
+            raise DatasetError(f"{file}: missing shard ({shard['rows']} rows listed in the manifest)")
+        if not verify:
+            continue
+        try:
+            table = pq.read_table(file)
+        except (pa.ArrowException, OSError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatasetError(f"{file}: unreadable Parquet (truncated or corrupt): {reason}") from None
+        if not table.schema.equals(schema):
+            raise DatasetError(f"{file}: schema differs from the one for this config")
+        if table.num_rows != shard["rows"]:
+            raise DatasetError(f"{file}: holds {table.num_rows} rows, the manifest lists {shard['rows']}")
+        if content_hash(table) != shard["content_sha256"]:
+            raise DatasetError(f"{file}: content hash does not match the manifest (corrupt or replaced)")
+    return Dataset(path, manifest, cfg, embedding, h_pool)
+
+
+def _check_manifest(manifest: Any, manifest_path: Path) -> DataConfig:
+    """Internal consistency of a manifest; returns its DataConfig."""
+    def bad(what: str) -> DatasetError:
+        return DatasetError(f"{manifest_path}: {what}")
+
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise bad(f"not a {FORMAT} manifest")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise bad(f"schema_version {manifest.get('schema_version')!r}; this cotlab reads {SCHEMA_VERSION}")
+    if manifest.get("generator_version") != GENERATOR_VERSION:
+        raise bad(f"made by generator_version {manifest.get('generator_version')!r}; this cotlab "
+                  f"generates version {GENERATOR_VERSION}: regenerate the dataset")
+    try:
+        cfg = build(DataConfig, manifest["config"])
+        shards = manifest["shards"]
+        shard_rows = [shard["rows"] for shard in shards]
+        checks = {
+            "data_id": data_id(cfg),
+            "split_seed": cfg.split_seed(manifest["split"]),
+            "n_rows": cfg.n_sequences,
+            "V_eff": cfg.n_usable,
+            "seed": cfg.seed,
+            "content_sha256": dataset_hash([shard["content_sha256"] for shard in shards]),
+        }
+        files = manifest["files"]
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise bad(f"malformed ({type(exc).__name__}: {exc})") from None
+    for key, expected in checks.items():
+        if manifest.get(key) != expected:
+            raise bad(f"{key}={manifest.get(key)!r} does not match its data/config (expected {expected!r})")
+    if not isinstance(files, dict):
+        raise bad("malformed files entry")
+    n = cfg.n_sequences
+    if shard_rows != [min(ROWS_PER_SHARD, n - first) for first in range(0, n, ROWS_PER_SHARD)]:
+        raise bad(f"shard row counts {shard_rows} do not split n_rows={n} into shards of {ROWS_PER_SHARD}")
+    if [shard.get("file") for shard in shards] != [shard_name(i) for i in range(len(shards))]:
+        raise bad("shard file names are not part-00000.parquet, part-00001.parquet, ...")
+    return cfg
