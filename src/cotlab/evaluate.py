@@ -1,0 +1,325 @@
+"""`cotlab evaluate`: score a trained model with and without CoT, plus the model analyses.
+
+    cotlab evaluate RUN_DIR --eval-data DIR --out FILE.parquet [--n N] [--batch-size B]
+                    [--device auto|cpu|cuda] [--n-attn A] [--formats F,F] [--set KEY=VALUE]...
+
+Reads RUN_DIR/final (the model) and RUN_DIR/config.json (the trained prompt format and precision)
+and scores the first N rows of the eval split, greedy with the KV cache (experiments.md §3):
+
+- paper 1: **with CoT** = `cot` prompts (K-1 CoT demonstrations, the model generates y_1..y_C and
+  y_C is scored) and **without CoT** = `standard` prompts (one token). The trained format is the
+  paper's number; the other one is flagged `cross_format=True` (§3 "Cross-format").
+- paper 2 (special tokens): `cot_special_token` forced to think (⟨ts⟩ appended) and
+  `standard_special_token` forced to answer (⟨as⟩ appended); cross-format when the model was
+  trained in the other pure format (a hybrid model has none).
+
+FILE.parquet holds one row per scored format: answer_acc, chain_acc_i (unconditional),
+chain_cond_acc_i (position i given every earlier position right), chain_loss_i, eval_loss,
+majority_baseline, a 95% Wilson interval `<metric>_lo` / `<metric>_hi` for every accuracy, n.
+Beside it: FILE stem + `.analysis.parquet` (embedding similarity and attention-to-parent precision
+of the final model, one row) and `.attention.npz` (the query attention maps for fig_attention).
+All three are written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cotlab.analysis.attention import ATTENTION_FORMATS, figure_map, model_query_maps, scores_from_maps
+from cotlab.analysis.similarity import chance_similarity, embedding_similarity
+from cotlab.analysis.tables import wilson_interval
+from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets
+from cotlab.data.prompts import IGNORE, PLAIN_FORMATS, PromptConfig, render_eval
+from cotlab.decode import greedy_decode
+from cotlab.metrics import chain_columns, evaluate_accuracy, max_new_tokens
+
+WITH_COT = ("cot", "cot_special_token")
+SPECIAL_FORCING = {"cot_special_token": "think", "standard_special_token": "answer"}
+ACCURACY_METRICS = ("answer_acc", "majority_baseline", "format_acc")
+
+
+@dataclass
+class RowScores:
+    """Per-row outcome of greedy decoding on one format (numpy, n rows, P chain columns)."""
+
+    answer: np.ndarray  # (n,) bool: the scored answer equals y_C
+    chain: np.ndarray  # (n, P) bool: the token generated at chain column i is right
+    present: np.ndarray  # (n, P) bool: the row's target has chain column i
+
+
+@torch.no_grad()
+def score_rows(model: torch.nn.Module, rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
+               batch_size: int, device: torch.device | str) -> RowScores:
+    """Greedy-decode every row's eval prompt and keep per-row correctness (what the conditional
+    accuracies need; `cotlab.metrics.evaluate_accuracy` only returns sums).
+
+    Scoring follows `cotlab.metrics` exactly: plain formats score the token at `answer_pos`;
+    special-token formats need the generation up to its first ⟨eos⟩ to end in ⟨as⟩ y ⟨ae⟩ ⟨eos⟩.
+    Chain column i is the i-th chain token of the target (delimiters skipped, right-aligned so the
+    answer is the last column), compared with the token generated at the same target position.
+    """
+    device = torch.device(device)
+    n_rows = len(rows.seq_idx)
+    P = chain_columns(data_cfg, prompt_cfg)
+    n_new = max_new_tokens(data_cfg, prompt_cfg)
+    special = {name: i + prompt_cfg.offset for name, i in data_cfg.special_ids().items()}
+    special_ids = torch.tensor(sorted(special.values()), dtype=torch.long, device=device)
+    answer = np.zeros(n_rows, bool)
+    chain = np.zeros((n_rows, P), bool)
+    present = np.zeros((n_rows, P), bool)
+    for start in range(0, n_rows, batch_size):
+        batch = rows.take(slice(start, start + batch_size))
+        B = len(batch.seq_idx)
+        prompt = render_eval(batch, data_cfg, prompt_cfg, n_rows, data_cfg.split_seed("eval"))
+        prompt_ids = torch.from_numpy(prompt.prompt_ids).to(device)  # (B, Tp)
+        prompt_mask = None if prompt.prompt_mask.all() else torch.from_numpy(prompt.prompt_mask).to(device)
+        target = torch.from_numpy(prompt.target).to(device)  # (B, Tt), -100 past each row's end
+        answer_pos = torch.from_numpy(prompt.answer_pos).to(device)  # (B,)
+        tokens, _ = greedy_decode(model, prompt_ids, prompt_mask, n_new, stop_id=special.get("eos"))  # (B, n)
+        rows_b = torch.arange(B, device=device)
+        y_answer = target[rows_b, answer_pos]  # (B,)
+        if prompt_cfg.special:
+            is_eos = tokens == special["eos"]  # (B, n)
+            stop = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), n_new)  # (B,) first ⟨eos⟩
+            ends_right = ((stop >= 3) & (stop < n_new)
+                          & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"])
+                          & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"]))
+            correct_answer = ends_right & (tokens[rows_b, (stop - 2).clamp(min=0)] == y_answer)
+        else:
+            correct_answer = tokens[rows_b, answer_pos] == y_answer
+        Tt = target.size(1)
+        is_chain = (target != IGNORE) & ~torch.isin(target, special_ids)  # (B, Tt)
+        column = P - is_chain.sum(dim=1, keepdim=True) + is_chain.cumsum(dim=1) - 1  # (B, Tt)
+        correct = (tokens[:, :Tt] == target) & is_chain  # (B, Tt)
+        b, t = torch.nonzero(is_chain, as_tuple=True)  # every chain token of every row
+        row_index, col = start + b.cpu().numpy(), column[b, t].cpu().numpy()
+        chain[row_index, col] = correct[b, t].cpu().numpy()
+        present[row_index, col] = True
+        answer[start: start + B] = correct_answer.cpu().numpy()
+    return RowScores(answer, chain, present)
+
+
+def conditional_accuracy(chain: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy at column i among rows whose earlier chain columns are all right.
+
+    chain, present: (n, P) bool -> (acc (P,) float64 with NaN where no row qualifies,
+    count (P,) int64 rows that qualify). Column 0 is the unconditional accuracy.
+    """
+    ok = chain | ~present  # a column a row does not have cannot be wrong
+    earlier_ok = np.ones_like(ok)
+    earlier_ok[:, 1:] = np.cumprod(ok[:, :-1], axis=1).astype(bool)  # (n, P)
+    eligible = present & earlier_ok
+    count = eligible.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(count > 0, (chain & eligible).sum(axis=0) / count, np.nan)
+    return acc, count
+
+
+def with_intervals(metrics: dict[str, float], n_chain: np.ndarray) -> dict[str, float]:
+    """Add `<m>_lo`, `<m>_hi` (95% Wilson) next to every accuracy in `metrics`."""
+    out = dict(metrics)
+    n = int(metrics["n"])
+    for name, value in metrics.items():
+        if name in ACCURACY_METRICS:
+            count = n
+        elif name.startswith("chain_acc_"):
+            count = int(n_chain[int(name.rsplit("_", 1)[1])])
+        else:
+            continue
+        lo, hi = wilson_interval(value * count, count) if value == value else (float("nan"),) * 2
+        out[f"{name}_lo"], out[f"{name}_hi"] = lo, hi
+    return out
+
+
+def evaluate_format(model: torch.nn.Module, rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
+                    batch_size: int, device: torch.device | str) -> dict[str, float]:
+    """All metrics of one format: evaluate_accuracy's, conditional chain accuracies and intervals."""
+    metrics = evaluate_accuracy(model, rows, data_cfg, prompt_cfg, batch_size=batch_size, device=device)
+    scores = score_rows(model, rows, data_cfg, prompt_cfg, batch_size=batch_size, device=device)
+    out = with_intervals(metrics, scores.present.sum(axis=0))
+    cond, count = conditional_accuracy(scores.chain, scores.present)
+    for i, (acc, k) in enumerate(zip(cond, count)):
+        out[f"chain_cond_acc_{i}"] = float(acc)
+        out[f"chain_cond_acc_{i}_lo"], out[f"chain_cond_acc_{i}_hi"] = wilson_interval(acc * k, int(k))
+        out[f"chain_cond_n_{i}"] = int(k)
+    return out
+
+
+def scored_formats(trained: str, data_cfg: DataConfig, overrides: dict[str, Any],
+                   formats: list[str] | None) -> list[tuple[PromptConfig, bool]]:
+    """(prompt config, cross_format) per format to score: with CoT first, then without."""
+    if formats is None:
+        formats = ["cot_special_token", "standard_special_token"] if data_cfg.special_tokens else ["cot", "standard"]
+    out = []
+    for fmt in formats:
+        values = {"format": fmt, **({"force": SPECIAL_FORCING[fmt]} if fmt in SPECIAL_FORCING else {}), **overrides}
+        prompt_cfg = build(PromptConfig, values, prefix="prompt.")
+        prompt_cfg.check(data_cfg)
+        # A hybrid model has no cross format: it was trained on both forms.
+        cross = trained in PLAIN_FORMATS + tuple(SPECIAL_FORCING) and fmt != trained
+        out.append((prompt_cfg, cross))
+    return out
+
+
+def analyse(model: torch.nn.Module, dataset, rows, data_cfg: DataConfig, trained: str, *, offset: int = 0,
+            n_attn: int, batch_size: int, device: torch.device | str
+            ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Embedding similarity and attention-to-parent precision of the final model.
+
+    Returns the analysis row and the arrays of `<stem>.attention.npz`: maps (A, C, S) query
+    attention maps, map (C, S) the figure's map, adjacency (C, S) bool, dag (A, C, M), cosines (d,).
+    Attention is defined for cot-trained plain-format models only; otherwise the values are NaN
+    and the maps empty.
+    """
+    V = data_cfg.vocab_size
+    embedding = model.tok_embeddings.weight.detach()[offset:offset + V].float().cpu().numpy()  # (V, D)
+    sim, cosines = embedding_similarity(dataset.embedding, embedding)
+    N, C = data_cfg.n_inputs, data_cfg.chain_length
+    row = {"embed_sim": sim, "embed_sim_chance": chance_similarity(data_cfg.vocab_size, data_cfg.n_dims)}
+    row.update({f"embed_cos_{i}": float(c) for i, c in enumerate(cosines)})
+    attn_rows = rows.take(slice(0, n_attn))
+    if trained in ATTENTION_FORMATS and n_attn > 0:
+        maps = model_query_maps(model, attn_rows, data_cfg, batch_size=batch_size, device=device, offset=offset)
+        row.update(scores_from_maps(maps, attn_rows.dag, data_cfg))
+        shown, adjacency = figure_map(maps, attn_rows.dag, data_cfg)
+    else:
+        maps = np.zeros((0, C, N + C - 1))
+        row.update(parent_prec=float("nan"), parent_mass=float("nan"), chance=float("nan"))
+        shown, adjacency = np.full((C, N + C - 1), np.nan), np.zeros((C, N + C - 1), bool)
+    row["parent_chance"] = row.pop("chance")  # the name metrics.parquet uses
+    row["n_attn"] = len(maps)
+    arrays = {"maps": maps, "map": shown, "adjacency": adjacency, "dag": np.asarray(attn_rows.dag[: len(maps)]),
+              "cosines": cosines}
+    return row, arrays
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """RUN_DIR/config.json (written by `cotlab train`): {"train": TrainConfig values, "precision", ...}."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"run_dir={str(run_dir)!r}: {path.name} not found (not a cotlab run directory)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if "prompt" not in config.get("train", {}):
+        raise ConfigError(f"{path}: has no train.prompt (not written by `cotlab train`)")
+    return config
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("auto", "cpu", "cuda"):
+        fail("device", name, "must be auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        fail("device", name, "CUDA is not available on this machine (use auto or cpu)")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call write(tmp_path) on a temp name in path's directory, then rename it to path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def companion_paths(out: Path) -> tuple[Path, Path]:
+    """FILE.parquet -> (FILE.analysis.parquet, FILE.attention.npz)."""
+    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.stem
+    return out.with_name(f"{stem}.analysis.parquet"), out.with_name(f"{stem}.attention.npz")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a finished `cotlab train` directory (holds final/ and config.json)")
+    parser.add_argument("--eval-data", required=True, help="the eval split directory (`cotlab generate --split eval`)")
+    parser.add_argument("--out", required=True, help="FILE.parquet; FILE.analysis.parquet and "
+                        "FILE.attention.npz are written beside it")
+    parser.add_argument("--n", type=int, default=None, help="score the first N eval rows (default: all)")
+    parser.add_argument("--batch-size", type=int, default=64, help="rows per decoding batch")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    parser.add_argument("--n-attn", type=int, default=256, help="eval rows for the attention analysis")
+    parser.add_argument("--formats", default=None,
+                        help="comma-separated formats to score (default: cot,standard or, with special "
+                             "tokens, cot_special_token,standard_special_token)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="prompt option for every scored format (drop_k, drop_strategy, force, offset)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from cotlab.checkpoint import load_hf
+    from cotlab.data.store import open_dataset
+    from cotlab.train import set_precision
+
+    run_dir, out = Path(args.run_dir), Path(args.out)
+    for name in ("n", "n_attn"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            fail(name.replace("_", "-"), value, "must be >= 0")
+    if args.batch_size <= 0:
+        fail("batch-size", args.batch_size, "must be a positive integer")
+    if out.suffix != ".parquet":
+        fail("out", str(out), "must end in .parquet")
+    device = resolve_device(args.device)
+    run_cfg = read_run_config(run_dir)
+    trained, offset = run_cfg["train"]["prompt"]["format"], run_cfg["train"]["prompt"].get("offset", 0)
+    overrides = {"offset": offset, **parse_sets(args.sets)}  # ids live where training put them
+    formats = None if args.formats is None else [f.strip() for f in args.formats.split(",") if f.strip()]
+    dataset = open_dataset(args.eval_data)
+    data_cfg = dataset.config
+    plan = scored_formats(trained, data_cfg, overrides, formats)  # validates everything before work
+
+    model = load_hf(run_dir / "final", device=device).eval()
+    if model.cfg.vocab_size != data_cfg.vocab_size + offset:
+        fail("eval-data", args.eval_data, f"has vocab_size={data_cfg.vocab_size} (+ offset {offset}), "
+             f"the model {model.cfg.vocab_size}")
+    n = dataset.n_rows if args.n is None else min(args.n, dataset.n_rows)
+    if n == 0:
+        fail("n", args.n, "must select at least one eval row")
+    rows = dataset.read(0, n)
+    # The training precision on GPU (bf16 autocast by default); exact fp32 on CPU, where bf16 is slow.
+    autocast = set_precision(run_cfg.get("precision", "fp32")) if device.type == "cuda" else nullcontext()
+
+    run_id = run_dir.name
+    records = []
+    with autocast:
+        for prompt_cfg, cross in plan:
+            metrics = evaluate_format(model, rows, data_cfg, prompt_cfg, batch_size=args.batch_size, device=device)
+            records.append({"run_id": run_id, "trained_format": trained, "format": prompt_cfg.format,
+                            "force": prompt_cfg.force or "", "drop_k": prompt_cfg.drop_k,
+                            "drop_strategy": prompt_cfg.drop_strategy,
+                            "with_cot": prompt_cfg.format in WITH_COT, "cross_format": cross, **metrics})
+            print(f"{run_id} {prompt_cfg.format}{' (cross-format)' if cross else ''}: answer_acc "
+                  f"{metrics['answer_acc']:.4f} [{metrics['answer_acc_lo']:.4f}, {metrics['answer_acc_hi']:.4f}]"
+                  f" majority {metrics['majority_baseline']:.4f} n={int(metrics['n'])}")
+        analysis, arrays = analyse(model, dataset, rows, data_cfg, trained, offset=offset,
+                                   n_attn=min(args.n_attn, n), batch_size=args.batch_size, device=device)
+
+    analysis_path, attention_path = companion_paths(out)
+    write_atomic(out, lambda tmp: pd.DataFrame(records).to_parquet(tmp, index=False))
+    write_atomic(analysis_path, lambda tmp: pd.DataFrame(
+        [{"run_id": run_id, "trained_format": trained, **analysis}]).to_parquet(tmp, index=False))
+
+    def save_npz(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file handle: np.savez would append .npz to a name
+            np.savez(handle, **arrays)
+
+    write_atomic(attention_path, save_npz)
+    return 0

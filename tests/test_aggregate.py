@@ -1,0 +1,227 @@
+"""`cotlab aggregate` on fixed synthetic metrics: exact table values and non-empty figures."""
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cotlab import aggregate
+from cotlab.analysis.tables import model_table, run_summary
+from cotlab.config import ConfigError
+
+PLOT = {"kind": "curves", "x": "step", "y": "answer_acc", "hue": "model", "style": "format",
+        "col": "vocab_size", "row": None, "refs": ["majority_baseline"], "logx": False}
+STEPS = [0, 10, 20, 30]
+CURVES = {  # (V, format) -> answer_acc at STEPS; majority baseline 0.2 everywhere
+    (32, "cot"): [0.1, 0.3, 0.6, 0.9],
+    (32, "standard"): [0.1, 0.2, 0.3, 0.4],
+    (64, "cot"): [0.2, 0.2, 0.2, 0.2],
+    (64, "standard"): [0.0, 0.1, 0.1, 0.1],
+}
+
+
+def synthetic(model: str = "tf4") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    runs, curves, finals = [], [], []
+    for (V, fmt), acc in CURVES.items():
+        run_id = f"V{V}-{model}-{fmt}"
+        data = {"vocab_size": V, "n_dims": 4, "n_inputs": 4, "n_parents": 2, "chain_length": 2, "n_examples": 8,
+                "activation": "leaky_relu", "h_num_layers": 1, "fixed_dag": False, "fixed_h": False,
+                "num_unique_h": None, "special_tokens": False}
+        runs.append({"run_id": run_id, "data_id": f"V{V}", "experiment": "toy", "source": "toy", "model": model,
+                     "size": f"smoke-{model}", "format": fmt, "seed": 42, "vocab_size": V, "data": data,
+                     "train": {"n_train": 480, "batch_size": 16, "lr": 1e-3}})
+        for step, a in zip(STEPS, acc):
+            curves.append({"run_id": run_id, "step": step, "seqs_seen": 16 * step, "answer_acc": a,
+                           "chain_acc_0": a, "majority_baseline": 0.2, "train_loss": 2.0 - a, "eval_loss": 2.1 - a,
+                           "embed_sim": a / 2, "parent_chance": 0.5})
+        for with_cot in (True, False):
+            finals.append({"run_id": run_id, "trained_format": fmt, "format": "cot" if with_cot else "standard",
+                           "force": "", "drop_k": 0, "with_cot": with_cot, "cross_format": (fmt == "cot") != with_cot,
+                           "n": 100.0, "answer_acc": acc[-1] if (fmt == "cot") == with_cot else 0.2,
+                           "answer_acc_lo": 0.0, "answer_acc_hi": 1.0, "embed_sim": acc[-1] / 2})
+    return pd.DataFrame(runs), pd.DataFrame(curves), pd.DataFrame(finals)
+
+
+def test_run_summary_matches_the_definitions():
+    curve = pd.DataFrame({"step": STEPS, "answer_acc": CURVES[32, "cot"], "majority_baseline": 0.2})
+    s = run_summary(curve)
+    assert s["acc_final"] == pytest.approx(0.6)
+    assert s["acc_max"] == pytest.approx(0.9)
+    assert s["acc_auc"] == pytest.approx(0.6)
+    assert s["lift"] == pytest.approx(0.5)
+    assert s["lift_max"] == pytest.approx(0.875)
+    assert (s["tau_25"], s["tau_50"]) == (20.0, 20.0)
+    std = run_summary(pd.DataFrame({"step": STEPS, "answer_acc": CURVES[32, "standard"], "majority_baseline": 0.2}))
+    assert std["tau_25"] == 30.0 and math.isnan(std["tau_50"])
+
+
+def test_aggregate_of_synthetic_metrics_gives_the_expected_csv(tmp_path):
+    runs, curves, finals = synthetic()
+    table = aggregate.aggregate_runs(runs, curves, finals, PLOT)
+    assert len(table) == 4 * len(STEPS)
+    # Sorted by the swept value, then format and step; the swept value and data fields are columns.
+    assert table["run_id"].drop_duplicates().tolist() == ["V32-tf4-cot", "V32-tf4-standard", "V64-tf4-cot",
+                                                          "V64-tf4-standard"]
+    assert table["step"].tolist()[:4] == STEPS
+    path = tmp_path / "toy.csv"
+    aggregate.write_csv(table, path)
+    per_run = pd.read_csv(path).drop_duplicates("run_id").set_index("run_id")
+    expected = {  # acc_final, acc_auc, lift, tau_25, tau_50
+        "V32-tf4-cot": (0.6, 0.6, 0.5, 20.0, 20.0),
+        "V32-tf4-standard": (0.3, 0.3, 0.125, 30.0, np.nan),
+        "V64-tf4-cot": (0.2, 0.2, 0.0, np.nan, np.nan),
+        "V64-tf4-standard": (0.1, 0.1, -0.125, np.nan, np.nan),
+    }
+    for run_id, values in expected.items():
+        got = per_run.loc[run_id, ["acc_final", "acc_auc", "lift", "tau_25", "tau_50"]].to_numpy(float)
+        np.testing.assert_allclose(got, values, atol=1e-12)
+    assert per_run.loc["V32-tf4-cot", "with_cot_answer_acc"] == pytest.approx(0.9)
+    assert per_run.loc["V32-tf4-cot", "without_cot_cross_format"]
+    assert per_run.loc["V32-tf4-cot", "final_embed_sim"] == pytest.approx(0.45)
+    assert per_run.loc["V64-tf4-cot", "embed_sim_chance"] == pytest.approx(4 / 64)
+    assert per_run.loc["V64-tf4-cot", "parent_prec_chance"] == pytest.approx((2 / 4 + 2 / 5) / 2)
+    assert math.isnan(per_run.loc["V64-tf4-standard", "parent_prec_chance"])
+    assert per_run.loc["V32-tf4-cot", "n_train"] == 480 and per_run.loc["V32-tf4-cot", "n_dims"] == 4
+
+
+def test_plot_spec_naming_a_missing_column_is_a_config_error():
+    runs, curves, finals = synthetic()
+    with pytest.raises(ConfigError, match="plot.col"):
+        aggregate.aggregate_runs(runs, curves, finals, {**PLOT, "col": "n_examples_typo"})
+
+
+@pytest.mark.parametrize("plot", [
+    PLOT, {**PLOT, "y": ["answer_acc", "embed_sim"], "refs": ["majority_baseline", "chance"]},
+    {**PLOT, "hue": "format", "style": None}])
+def test_draw_writes_non_empty_png_and_pdf(tmp_path, plot):
+    runs, curves, finals = synthetic()
+    table = aggregate.aggregate_runs(runs, curves, finals, plot)
+    written = aggregate.draw(table, plot, tmp_path / "figures" / "toy.png")
+    assert sorted(p.rsplit(".", 1)[1] for p in written) == ["pdf", "png"]
+    for path in written:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        assert head.startswith(b"\x89PNG") or head.startswith(b"%PDF")
+        assert (tmp_path / "figures" / path.rsplit("/", 1)[1]).stat().st_size > 2000
+
+
+def test_positions_figure_from_final_chain_accuracies(tmp_path):
+    runs, curves, finals = synthetic()
+    curves["chain_acc_1"] = curves["answer_acc"]
+    finals["chain_acc_0"], finals["chain_acc_1"] = 0.8, 0.5
+    table = aggregate.aggregate_runs(runs, curves, finals, {"kind": "points", "x": "position"})
+    from cotlab.figures.positions import final_positions
+    positions = final_positions(table[table["format"] == "cot"])
+    assert positions.loc[positions["run_id"] == "V32-tf4-cot", "chain_acc"].tolist() == [0.8, 0.5]
+    plot = {"kind": "points", "x": "position", "y": "chain_acc", "hue": "model", "col": "vocab_size"}
+    assert len(aggregate.draw(table, plot, tmp_path / "positions.png")) == 2
+
+
+def test_model_table_counts_parameters_on_the_meta_device():
+    table = model_table(["tf4", "smoke-tf8"], [64, 1024])
+    counts = dict(zip(zip(table["model"], table["vocab_size"]), table["n_params"]))
+    assert counts["tf4", 64] == 243_419_136  # experiments.md §1
+    assert counts["tf4", 1024] == 245_385_216
+    assert counts["smoke-tf8", 64] == 127_296
+
+
+def test_cli_aggregates_the_quickstart_from_result_files(tmp_path):
+    from cotlab.experiments import run_table
+
+    runs = run_table("quickstart", "smoke", "config")
+    results = tmp_path / "results"
+    for i, run in runs.iterrows():
+        run_dir = results / "runs" / run["run_id"]
+        run_dir.mkdir(parents=True)
+        acc = np.linspace(0.2, 0.9 if run["format"] == "cot" else 0.5, 4)
+        pd.DataFrame({"step": STEPS, "answer_acc": acc, "majority_baseline": 0.25, "eval_loss": 1.0,
+                      "train_loss": 1.0}).to_parquet(run_dir / "metrics.parquet")
+        (results / "eval").mkdir(exist_ok=True)
+        pd.DataFrame([{"run_id": run["run_id"], "trained_format": run["format"], "format": "cot", "force": "",
+                       "drop_k": 0, "with_cot": True, "cross_format": run["format"] != "cot", "n": 512.0,
+                       "answer_acc": acc[-1]}]).to_parquet(results / "eval" / f"{run['run_id']}.parquet")
+    args = argparse.Namespace(experiment="quickstart", scale="smoke", config_dir="config", results=str(results))
+    assert aggregate.main(args) == 0
+    table = pd.read_csv(results / "tables" / "quickstart.csv")
+    assert len(table) == len(runs) * len(STEPS)
+    assert {"acc_final", "acc_auc", "lift", "tau_25", "tau_50", "vocab_size", "with_cot_answer_acc"} <= set(table)
+    assert (results / "figures" / "quickstart.png").stat().st_size > 2000
+    assert (results / "figures" / "quickstart.pdf").stat().st_size > 2000
+
+    claims_args = argparse.Namespace(experiment="claims", scale="smoke", config_dir="config", results=str(results))
+    assert aggregate.main(claims_args) == 0
+    claims = pd.read_csv(results / "tables" / "claims.csv").set_index("claim")
+    assert claims.loc["cot_beats_std", "verdict"] == "held"
+    assert claims.loc["cot_earlier", "verdict"] == "not run"
+
+
+def test_cli_reports_a_missing_run_file(tmp_path):
+    args = argparse.Namespace(experiment="quickstart", scale="smoke", config_dir="config",
+                              results=str(tmp_path / "results"))
+    with pytest.raises(ConfigError, match="metrics.parquet: not found"):
+        aggregate.main(args)
+
+
+def test_every_card_has_a_report_caption_that_renders():
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import docutils.core
+    import jinja2
+
+    from cotlab.experiments import card_ids
+
+    report = Path("workflow/report")
+    snakemake = SimpleNamespace(config={"scale": "reduced"})
+    for card in [*card_ids("config"), "claims"]:
+        text = (report / f"{card}.rst").read_text()
+        rendered = jinja2.Environment().from_string(text).render(snakemake=snakemake)
+        assert "reduced" in rendered  # the scale is named
+        assert card == "claims" or "*Paper" in rendered  # and what the paper claims
+        html = docutils.core.publish_parts(rendered, writer="html",
+                                           settings_overrides={"report_level": 2, "halt_level": 2})["body"]
+        assert "System Message" not in html and len(html) > 200
+
+
+def test_cli_coverage_teaser_and_static_tables(tmp_path):
+    from cotlab.config import DataConfig
+    from cotlab.data.coverage import coverage_report
+    from cotlab.data.store import open_dataset, write_dataset
+    from cotlab.experiments import points
+
+    results = tmp_path / "results"
+    for card in ("fig_token_coverage", "fig_teaser"):
+        for point in points(card, "smoke", "config"):
+            out = results / "data" / point.data.data_id / "train"
+            if not out.exists():
+                write_dataset(out, DataConfig(**point.data.split_config("train")), "train")
+    # One point as the workflow's coverage stage leaves it: `cotlab coverage --n N` JSON files.
+    reported = points("fig_token_coverage", "smoke", "config")[0].data.data_id
+    (results / "coverage" / reported).mkdir(parents=True)
+    report_100 = coverage_report(open_dataset(results / "data" / reported / "train"), 100)
+    (results / "coverage" / reported / "n100.json").write_text(json.dumps(report_100))
+    for card in ("fig_token_coverage", "fig_teaser", "tab_models", "tab_hparams"):
+        args = argparse.Namespace(experiment=card, scale="smoke", config_dir="config", results=str(results))
+        assert aggregate.main(args) == 0
+
+    coverage = pd.read_csv(results / "tables" / "fig_token_coverage.csv")
+    first = coverage.iloc[0]
+    report = coverage_report(open_dataset(results / "data" / first["data_id"] / "train"), int(first["n"]))
+    assert first["cov_chain"] == pytest.approx(report["cov_chain"]) and first["coverage"] == first["cov_chain"]
+    assert coverage.groupby("data_id")["n"].nunique().max() > 1  # prefixes for the TC-vs-n panel
+    from_json = coverage[coverage["data_id"] == reported]
+    assert from_json["n"].tolist() == [100] and from_json["cov_ans"].iloc[0] == pytest.approx(report_100["cov_ans"])
+    teaser = pd.read_csv(results / "tables" / "fig_teaser.csv")
+    assert len(teaser) == 3 * (4 + 3) and set(teaser["role"]) == {"demo 1", "demo 2", "query"}
+    assert teaser.loc[teaser["token"] == "y1", "parents"].nunique() == 1  # one DAG per sequence
+    models = pd.read_csv(results / "tables" / "tab_models.csv")
+    assert set(models["model"]) == {"smoke-tf4", "smoke-tf8", "smoke-tf12"}
+    hparams = pd.read_csv(results / "tables" / "tab_hparams.csv").set_index("card")
+    vocab = hparams.loc["fig_vocab"]
+    assert vocab["steps"] == vocab["n_train"] // vocab["batch_size"]
+    for card in ("fig_token_coverage", "fig_teaser"):
+        assert (results / "figures" / f"{card}.png").stat().st_size > 2000
+    assert not (results / "figures" / "tab_models.png").exists()

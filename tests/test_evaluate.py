@@ -1,0 +1,194 @@
+"""`cotlab evaluate`: exact scores of a hand-set model whose outputs are known, with and without CoT."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cotlab.analysis.tables import wilson_interval
+from cotlab.config import ConfigError, DataConfig
+from cotlab.data.generate import Rows, generate_rows
+from cotlab.data.prompts import PromptConfig
+from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats, score_rows
+from cotlab.metrics import evaluate_accuracy
+from cotlab.model import ModelConfig, Transformer
+
+V, N, C, K = 16, 2, 2, 3
+CFG = DataConfig(vocab_size=V, n_inputs=N, n_parents=1, chain_length=C, n_examples=K, n_dims=4)
+
+
+def successor_model() -> Transformer:
+    """A 1-layer model that always emits (last token + 1) mod V, by construction.
+
+    One-hot embeddings (D = 2V), attention output zeroed, and a SwiGLU whose unit j fires only on
+    token j and writes a large e_{j+1}: the residual stream of token v is e_v + 31.9·e_{v+1}, and
+    the tied output layer's argmax is v + 1.
+    """
+    cfg = ModelConfig(n_layer=1, d_model=2 * V, n_head=2, n_kv_head=1, d_ff=V, vocab_size=V)
+    model = Transformer(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.tok_embeddings.weight.copy_(torch.eye(V, 2 * V))  # e_v
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+        mlp = model.layers[0].feed_forward
+        mlp.w1.weight.copy_(torch.eye(V, 2 * V))  # unit j reads coordinate j
+        mlp.w3.weight.copy_(torch.eye(V, 2 * V))
+        successor = torch.zeros(2 * V, V)  # (D, F): unit j writes e_{(j+1) mod V}
+        successor[(torch.arange(V) + 1) % V, torch.arange(V)] = 1.0
+        mlp.w2.weight.copy_(successor)
+    return model.eval()
+
+
+def rows_from(queries: list[tuple[tuple[int, int], tuple[int, int]]]) -> Rows:
+    """Rows whose query example (the last) has the given (inputs, chain); demos are fixed filler."""
+    n = len(queries)
+    inputs = np.tile(np.array([[1, 2], [3, 4], [0, 0]], np.int32), (n, 1, 1))  # (n, K, N)
+    chain = np.tile(np.array([[5, 6], [7, 6], [0, 0]], np.int32), (n, 1, 1))  # (n, K, C): demo answers 6, 6
+    for i, (x, y) in enumerate(queries):
+        inputs[i, -1], chain[i, -1] = x, y
+    dag = np.tile(np.array([[1], [2]], np.int32), (n, 1, 1))  # (n, C, M)
+    return Rows(seq_idx=np.arange(n, dtype=np.int64), inputs=inputs, chain=chain, dag=dag)
+
+
+# The successor model answers x_N + 1 without CoT and generates x_N + 1, x_N + 2 with CoT.
+QUERIES = [
+    ((3, 5), (6, 7)),  # cot: y1 right, y2 right; std (x_N + 1 = 6 vs y_C = 7): wrong
+    ((3, 5), (6, 9)),  # cot: y1 right, y2 wrong; std wrong
+    ((3, 5), (8, 7)),  # cot: y1 wrong, y2 right; std wrong
+    ((1, 9), (3, 10)),  # cot: y1 wrong (10), y2 wrong (11); std right (10)
+    ((4, 9), (10, 11)),  # cot: both right; std wrong
+    ((2, 6), (7, 6)),  # cot: y1 right, y2 wrong (8); std wrong (7 vs 6); majority (6) right
+]
+
+
+def test_the_hand_set_model_emits_the_successor():
+    model = successor_model()
+    logits = model(torch.tensor([[3, 5, 15]]))
+    assert logits.argmax(-1).tolist() == [[4, 6, 0]]
+
+
+@pytest.mark.parametrize("fmt", ["cot", "standard"])
+def test_exact_scores_with_and_without_cot(fmt):
+    model, rows = successor_model(), rows_from(QUERIES)
+    prompt_cfg = PromptConfig(format=fmt)
+    out = evaluate_format(model, rows, CFG, prompt_cfg, batch_size=4, device="cpu")
+    n = len(QUERIES)
+    assert out["n"] == n
+    if fmt == "cot":
+        assert out["answer_acc"] == pytest.approx(3 / n)  # rows 0, 2, 4
+        assert out["chain_acc_0"] == pytest.approx(4 / n)  # rows 0, 1, 4, 5
+        assert out["chain_acc_1"] == pytest.approx(3 / n)
+        assert out["chain_cond_acc_0"] == pytest.approx(4 / n)
+        assert out["chain_cond_acc_1"] == pytest.approx(2 / 4)  # of rows 0, 1, 4, 5: rows 0, 4
+        assert out["chain_cond_n_1"] == 4
+        lo, hi = wilson_interval(2, 4)
+        assert (out["chain_cond_acc_1_lo"], out["chain_cond_acc_1_hi"]) == pytest.approx((lo, hi))
+    else:
+        assert out["answer_acc"] == pytest.approx(1 / n)  # row 3
+        assert out["chain_acc_0"] == pytest.approx(1 / n)
+        assert "chain_acc_1" not in out
+    assert out["majority_baseline"] == pytest.approx(1 / n)  # demo answers are 6, 6: row 5
+    lo, hi = wilson_interval(out["answer_acc"] * n, n)
+    assert (out["answer_acc_lo"], out["answer_acc_hi"]) == pytest.approx((lo, hi))
+    assert out["answer_acc_lo"] < out["answer_acc"] < out["answer_acc_hi"]
+
+
+def test_conditional_accuracy_counts_only_rows_right_so_far():
+    chain = np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]], bool)
+    present = np.ones_like(chain)
+    acc, count = conditional_accuracy(chain, present)
+    assert count.tolist() == [4, 3, 2]
+    np.testing.assert_allclose(acc, [3 / 4, 2 / 3, 1 / 2])
+    # A row without column 0 (a standard-form hybrid query) is judged on the columns it has.
+    present[2, 0] = False
+    acc, count = conditional_accuracy(chain, present)
+    assert count.tolist() == [3, 4, 3]
+
+
+def test_wilson_interval_matches_the_closed_form():
+    lo, hi = wilson_interval(8, 10)
+    assert (lo, hi) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_interval(0, 20)[0] == 0.0
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+@pytest.mark.parametrize("fmt", ["cot", "standard", "cot_special_token", "standard_special_token"])
+def test_per_row_scores_agree_with_the_training_metrics(fmt):
+    special = fmt.endswith("special_token")
+    cfg = DataConfig(vocab_size=32, n_inputs=3, n_parents=2, chain_length=3, n_examples=4,
+                     special_tokens=special, fixed_h=True, fixed_dag=True, n_sequences=24)
+    rows = generate_rows(cfg, "eval", 0, 24)
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(n_layer=1, d_model=32, n_head=2, n_kv_head=1, d_ff=64, vocab_size=32))
+    model.init_weights(3)
+    prompt_cfg = PromptConfig(format=fmt, force={"cot_special_token": "think",
+                                                 "standard_special_token": "answer"}.get(fmt))
+    metrics = evaluate_accuracy(model, rows, cfg, prompt_cfg, batch_size=10, device="cpu")
+    scores = score_rows(model, rows, cfg, prompt_cfg, batch_size=7, device="cpu")
+    assert scores.answer.mean() == pytest.approx(metrics["answer_acc"])
+    for i in range(scores.chain.shape[1]):
+        assert scores.chain[:, i].mean() == pytest.approx(metrics[f"chain_acc_{i}"])
+
+
+def test_scored_formats_pair_with_and_without_cot():
+    plain = scored_formats("cot", CFG, {}, None)
+    assert [(p.format, cross) for p, cross in plain] == [("cot", False), ("standard", True)]
+    special_cfg = CFG.model_copy(update={"special_tokens": True, "vocab_size": 32})
+    hybrid = scored_formats("hybrid_special_token", special_cfg, {}, None)
+    assert [(p.format, p.force, cross) for p, cross in hybrid] == [
+        ("cot_special_token", "think", False), ("standard_special_token", "answer", False)]
+    with pytest.raises(ConfigError, match="force"):
+        scored_formats("cot", CFG, {"force": "think"}, None)
+
+
+def test_cli_scores_a_run_directory_and_writes_the_analyses(tmp_path):
+    """`cotlab evaluate` on a real dataset and a saved successor model: expected accuracies from the rows."""
+    from cotlab.checkpoint import save_hf
+    from cotlab.cli import main as cli
+    from cotlab.data.store import open_dataset, write_dataset
+
+    data_cfg = CFG.model_copy(update={"n_sequences": 40, "n_parents": 2})
+    write_dataset(tmp_path / "eval", data_cfg, "eval")
+    run_dir = tmp_path / "run"
+    save_hf(successor_model(), run_dir / "final")
+    (run_dir / "config.json").write_text(json.dumps({"train": {"prompt": {"format": "cot"}}, "precision": "fp32"}))
+    out = tmp_path / "eval-out" / "run.parquet"
+    assert cli(["evaluate", str(run_dir), "--eval-data", str(tmp_path / "eval"), "--out", str(out),
+                "--n", "30", "--batch-size", "8", "--device", "cpu", "--n-attn", "5"]) == 0
+
+    rows = open_dataset(tmp_path / "eval").read(0, 30)
+    x_last, y = rows.inputs[:, -1, -1].astype(int), rows.chain[:, -1].astype(int)  # (n,), (n, C)
+    table = pd.read_parquet(out).set_index("format")
+    cot, std = table.loc["cot"], table.loc["standard"]
+    assert not cot["cross_format"] and std["cross_format"] and cot["with_cot"] and not std["with_cot"]
+    assert cot["n"] == std["n"] == 30
+    assert cot["answer_acc"] == pytest.approx(np.mean((x_last + 2) % V == y[:, 1]))
+    assert cot["chain_acc_0"] == pytest.approx(np.mean((x_last + 1) % V == y[:, 0]))
+    first_right = (x_last + 1) % V == y[:, 0]
+    if first_right.any():
+        assert cot["chain_cond_acc_1"] == pytest.approx(np.mean(((x_last + 2) % V == y[:, 1])[first_right]))
+    assert std["answer_acc"] == pytest.approx(np.mean((x_last + 1) % V == y[:, 1]))
+
+    analysis = pd.read_parquet(tmp_path / "eval-out" / "run.analysis.parquet").iloc[0]
+    assert 0.0 <= analysis["embed_sim"] <= 1.0 and analysis["n_attn"] == 5
+    assert analysis["embed_sim_chance"] == pytest.approx(CFG.n_dims / V)
+    assert 0.0 <= analysis["parent_prec"] <= 1.0
+    with np.load(tmp_path / "eval-out" / "run.attention.npz") as arrays:
+        assert arrays["maps"].shape == (5, C, N + C - 1)
+        assert arrays["adjacency"].sum() == C * 2
+    assert not list((tmp_path / "eval-out").glob(".*"))  # no temp files left behind
+
+
+def test_cli_rejects_bad_options_before_any_work(tmp_path, capsys):
+    from cotlab.cli import main as cli
+
+    assert cli(["evaluate", str(tmp_path), "--eval-data", str(tmp_path), "--out", str(tmp_path / "x.csv")]) == 2
+    assert "out=" in capsys.readouterr().err
+    assert cli(["evaluate", str(tmp_path), "--eval-data", str(tmp_path), "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "config.json not found" in capsys.readouterr().err
