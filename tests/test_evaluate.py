@@ -12,8 +12,8 @@ from cotlab.analysis.tables import wilson_interval
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.generate import Rows, generate_rows
 from cotlab.data.prompts import PromptConfig
-from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats, score_rows
-from cotlab.metrics import evaluate_accuracy
+from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats
+from cotlab.metrics import evaluate_accuracy, score_rows
 from cotlab.model import ModelConfig, Transformer
 
 V, N, C, K = 16, 2, 2, 3

@@ -28,7 +28,6 @@ import json
 import os
 import tempfile
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,74 +39,12 @@ from cotlab.analysis.attention import ATTENTION_FORMATS, figure_map, model_query
 from cotlab.analysis.similarity import chance_similarity, embedding_similarity
 from cotlab.analysis.tables import wilson_interval
 from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets
-from cotlab.data.prompts import IGNORE, PLAIN_FORMATS, PromptConfig, render_eval
-from cotlab.decode import greedy_decode
-from cotlab.metrics import chain_columns, evaluate_accuracy, max_new_tokens
+from cotlab.data.prompts import PLAIN_FORMATS, PromptConfig
+from cotlab.metrics import reduce_scores, score_rows
 
 WITH_COT = ("cot", "cot_special_token")
 SPECIAL_FORCING = {"cot_special_token": "think", "standard_special_token": "answer"}
 ACCURACY_METRICS = ("answer_acc", "majority_baseline", "format_acc")
-
-
-@dataclass
-class RowScores:
-    """Per-row outcome of greedy decoding on one format (numpy, n rows, P chain columns)."""
-
-    answer: np.ndarray  # (n,) bool: the scored answer equals y_C
-    chain: np.ndarray  # (n, P) bool: the token generated at chain column i is right
-    present: np.ndarray  # (n, P) bool: the row's target has chain column i
-
-
-@torch.no_grad()
-def score_rows(model: torch.nn.Module, rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
-               batch_size: int, device: torch.device | str) -> RowScores:
-    """Greedy-decode every row's eval prompt and keep per-row correctness (what the conditional
-    accuracies need; `cotlab.metrics.evaluate_accuracy` only returns sums).
-
-    Scoring follows `cotlab.metrics` exactly: plain formats score the token at `answer_pos`;
-    special-token formats need the generation up to its first ⟨eos⟩ to end in ⟨as⟩ y ⟨ae⟩ ⟨eos⟩.
-    Chain column i is the i-th chain token of the target (delimiters skipped, right-aligned so the
-    answer is the last column), compared with the token generated at the same target position.
-    """
-    device = torch.device(device)
-    n_rows = len(rows.seq_idx)
-    P = chain_columns(data_cfg, prompt_cfg)
-    n_new = max_new_tokens(data_cfg, prompt_cfg)
-    special = {name: i + prompt_cfg.offset for name, i in data_cfg.special_ids().items()}
-    special_ids = torch.tensor(sorted(special.values()), dtype=torch.long, device=device)
-    answer = np.zeros(n_rows, bool)
-    chain = np.zeros((n_rows, P), bool)
-    present = np.zeros((n_rows, P), bool)
-    for start in range(0, n_rows, batch_size):
-        batch = rows.take(slice(start, start + batch_size))
-        B = len(batch.seq_idx)
-        prompt = render_eval(batch, data_cfg, prompt_cfg, n_rows, data_cfg.split_seed("eval"))
-        prompt_ids = torch.from_numpy(prompt.prompt_ids).to(device)  # (B, Tp)
-        prompt_mask = None if prompt.prompt_mask.all() else torch.from_numpy(prompt.prompt_mask).to(device)
-        target = torch.from_numpy(prompt.target).to(device)  # (B, Tt), -100 past each row's end
-        answer_pos = torch.from_numpy(prompt.answer_pos).to(device)  # (B,)
-        tokens, _ = greedy_decode(model, prompt_ids, prompt_mask, n_new, stop_id=special.get("eos"))  # (B, n)
-        rows_b = torch.arange(B, device=device)
-        y_answer = target[rows_b, answer_pos]  # (B,)
-        if prompt_cfg.special:
-            is_eos = tokens == special["eos"]  # (B, n)
-            stop = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), n_new)  # (B,) first ⟨eos⟩
-            ends_right = ((stop >= 3) & (stop < n_new)
-                          & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"])
-                          & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"]))
-            correct_answer = ends_right & (tokens[rows_b, (stop - 2).clamp(min=0)] == y_answer)
-        else:
-            correct_answer = tokens[rows_b, answer_pos] == y_answer
-        Tt = target.size(1)
-        is_chain = (target != IGNORE) & ~torch.isin(target, special_ids)  # (B, Tt)
-        column = P - is_chain.sum(dim=1, keepdim=True) + is_chain.cumsum(dim=1) - 1  # (B, Tt)
-        correct = (tokens[:, :Tt] == target) & is_chain  # (B, Tt)
-        b, t = torch.nonzero(is_chain, as_tuple=True)  # every chain token of every row
-        row_index, col = start + b.cpu().numpy(), column[b, t].cpu().numpy()
-        chain[row_index, col] = correct[b, t].cpu().numpy()
-        present[row_index, col] = True
-        answer[start: start + B] = correct_answer.cpu().numpy()
-    return RowScores(answer, chain, present)
 
 
 def conditional_accuracy(chain: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,10 +81,10 @@ def with_intervals(metrics: dict[str, float], n_chain: np.ndarray) -> dict[str, 
 
 def evaluate_format(model: torch.nn.Module, rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
                     batch_size: int, device: torch.device | str) -> dict[str, float]:
-    """All metrics of one format: evaluate_accuracy's, conditional chain accuracies and intervals."""
-    metrics = evaluate_accuracy(model, rows, data_cfg, prompt_cfg, batch_size=batch_size, device=device)
+    """All metrics of one format from a single decoding pass: the trainer's (`cotlab.metrics`),
+    conditional chain accuracies and intervals."""
     scores = score_rows(model, rows, data_cfg, prompt_cfg, batch_size=batch_size, device=device)
-    out = with_intervals(metrics, scores.present.sum(axis=0))
+    out = with_intervals(reduce_scores(scores, data_cfg, prompt_cfg), scores.present.sum(axis=0))
     cond, count = conditional_accuracy(scores.chain, scores.present)
     for i, (acc, k) in enumerate(zip(cond, count)):
         out[f"chain_cond_acc_{i}"] = float(acc)

@@ -1,9 +1,9 @@
-"""In-training evaluation: greedy KV-cache decoding on the eval set, scored as in experiments.md §3.
+"""Eval-set scoring: greedy KV-cache decoding, scored per row and reduced as in experiments.md §3.
 
-`evaluate_accuracy` renders each eval row's prompt (K-1 demonstrations + the query's inputs) in
-the run's format and decodes greedily: C tokens for cot, 1 for standard; for the special-token
+`score_rows` renders each eval row's prompt (K-1 demonstrations + the query's inputs) in the
+run's format and decodes greedily: C tokens for cot, 1 for standard; for the special-token
 formats up to the longest form of the query's rest (C+5 tokens, one fewer when a token is forced),
-stopping at ⟨eos⟩. It scores:
+stopping at ⟨eos⟩. It keeps every row's outcome (`RowScores`); `reduce_scores` turns them into:
 
 - `answer_acc`: plain formats: the token generated at `answer_pos` equals y_C. Special-token
   formats (experiments.md §6): the generation up to its first ⟨eos⟩ must end in
@@ -18,15 +18,17 @@ stopping at ⟨eos⟩. It scores:
 - `majority_baseline`: the in-context majority (the most frequent y_C among the K-1
   demonstrations, ties to the smallest id) scored on the query (data.md §5); NaN when K = 1.
 
-Rows are sharded across ranks (rank r takes rows r, r+W, ...) and every metric is a ratio of sums
-all-reduced once, so any world size gives the single-process values (up to float summation order).
+`evaluate_accuracy` (the trainer's eval) shards the rows across ranks (rank r takes rows r, r+W,
+...) and all-reduces the sums once, so any world size gives the single-process values (up to float
+summation order). `cotlab.evaluate` uses the per-row scores for conditional accuracies.
 
-Letters: B rows, K examples, C chain tokens, Tp prompt length, Tt target length, n generated
-tokens, T sequence length, V vocabulary.
+Letters: n rows, B rows per batch, K examples, C chain tokens, P chain columns, Tp prompt length,
+Tt target length, T sequence length, V vocabulary.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -59,51 +61,55 @@ def max_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:
     return data_cfg.chain_length + 5 - (prompt_cfg.force is not None)
 
 
-def sum_across_ranks(values: dict[str, torch.Tensor], world_size: int) -> dict[str, np.ndarray]:
-    """All-reduce (sum) named float64 tensors of one device in a single collective -> host arrays."""
-    flat = torch.cat([v.reshape(-1) for v in values.values()])
-    if world_size > 1:
-        dist.all_reduce(flat)
-    host = flat.cpu().numpy()
-    out, start = {}, 0
-    for name, v in values.items():
-        out[name] = host[start:start + v.numel()]
-        start += v.numel()
-    return out
+@dataclass
+class RowScores:
+    """Per-row outcome of greedy decoding on one format (numpy, n rows, P chain columns)."""
+
+    answer: np.ndarray  # (n,) bool: the scored answer equals y_C
+    valid: np.ndarray  # (n,) bool: special formats: ends in ⟨as⟩ y ⟨ae⟩ ⟨eos⟩; plain: True
+    gen_len: np.ndarray  # (n,) int64: tokens generated up to the first ⟨eos⟩ included (at most n_new)
+    chain: np.ndarray  # (n, P) bool: the token generated at chain column i is right
+    present: np.ndarray  # (n, P) bool: the row's target has chain column i
+    chain_loss: np.ndarray  # (n, P) float64: CE of the step at chain column i (0 where absent)
+    ce: np.ndarray  # (n,) float64: teacher-forced CE summed over the row's labelled positions
+    ce_tokens: np.ndarray  # (n,) int64: labelled positions of the row
+    majority: np.ndarray  # (n,) bool: the in-context majority equals y_C (False when K = 1)
+
+
+def by_column(value: torch.Tensor, column: torch.Tensor, P: int) -> torch.Tensor:
+    """Sum per-position values (B, Tt) into chain columns: column (B, Tt) int64 in 0..P, P = dropped.
+
+    Returns (B, P) float64; each row has at most one position per kept column.
+    """
+    binned = torch.zeros(value.size(0), P + 1, dtype=torch.float64, device=value.device)
+    return binned.scatter_add_(1, column, value.double())[:, :P]
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: Transformer, rows: Rows | Dataset, data_cfg: DataConfig,
-                      prompt_cfg: PromptConfig, *, batch_size: int, device: torch.device | str,
-                      rank: int = 0, world_size: int = 1) -> dict[str, float]:
-    """Score `model` on the eval rows (module docstring); every rank must call it (one all_reduce).
+def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
+               batch_size: int, device: torch.device | str, n_rows: int | None = None) -> RowScores:
+    """Greedy-decode every row's eval prompt and score it (module docstring); one host copy at the end.
 
-    rows: the eval set (row index = recipe index, n_rows = its length), or a Dataset (all rows).
-    Precision follows the caller's autocast context. Returns plain floats: n, answer_acc,
-    chain_acc_i, chain_loss_i, eval_loss, majority_baseline (+ format_acc, gen_len_p50 for
-    special-token formats).
+    n_rows: size of the eval set the rows belong to (the recipe's index range); default len(rows).
+    Chain column i is the i-th chain token of the target (delimiters skipped, right-aligned so the
+    answer is the last column), compared with the token generated at the same target position.
+    Precision follows the caller's autocast context.
     """
-    if hasattr(rows, "read"):
-        rows = rows.read(0, rows.n_rows)
     device = torch.device(device)
-    n_rows = len(rows.seq_idx)
+    n_rows = len(rows.seq_idx) if n_rows is None else n_rows
     eval_seed = data_cfg.split_seed("eval")
-    n_columns = chain_columns(data_cfg, prompt_cfg)
+    P = chain_columns(data_cfg, prompt_cfg)
     n_new = max_new_tokens(data_cfg, prompt_cfg)
     special = {name: i + prompt_cfg.offset for name, i in data_cfg.special_ids().items()}
     special_ids = torch.tensor(sorted(special.values()), dtype=torch.long, device=device)
-
-    def zeros(size: int = 1) -> torch.Tensor:
-        return torch.zeros(size, dtype=torch.float64, device=device)
-
-    sums = {"n": zeros(), "answer": zeros(), "valid": zeros(), "majority": zeros(), "ce": zeros(),
-            "ce_tokens": zeros(), "chain_correct": zeros(n_columns), "chain_count": zeros(n_columns),
-            "chain_loss": zeros(n_columns), "gen_len": zeros(n_new + 1)}  # gen_len: histogram 0..n
-    shard = rows.take(np.arange(rank, n_rows, world_size))
-    for start in range(0, len(shard.seq_idx), batch_size):
-        batch = shard.take(slice(start, start + batch_size))
+    dtypes = {"answer": torch.bool, "valid": torch.bool, "gen_len": torch.int64, "chain": torch.bool,
+              "present": torch.bool, "chain_loss": torch.float64, "ce": torch.float64, "ce_tokens": torch.int64}
+    # Each column starts with an empty piece, so that a rank without rows returns empty arrays.
+    parts = {name: [torch.zeros((0, P) if name in ("chain", "present", "chain_loss") else 0, dtype=dtype,
+                                device=device)] for name, dtype in dtypes.items()}
+    for start in range(0, len(rows.seq_idx), batch_size):
+        batch = rows.take(slice(start, start + batch_size))
         B = len(batch.seq_idx)
-        sums["n"] += B
 
         # Greedy decoding from the eval prompt.
         prompt = render_eval(batch, data_cfg, prompt_cfg, n_rows, eval_seed)
@@ -118,29 +124,25 @@ def evaluate_accuracy(model: Transformer, rows: Rows | Dataset, data_cfg: DataCo
         if prompt_cfg.special:
             is_eos = tokens == special["eos"]  # (B, n)
             stop = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), n_new)  # (B,) first ⟨eos⟩
-            ends_right = ((stop >= 3) & (stop < n_new)
-                          & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"])
-                          & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"]))
-            answer = tokens[rows_b, (stop - 2).clamp(min=0)]
-            sums["answer"] += (ends_right & (answer == y_answer)).sum()
-            sums["valid"] += ends_right.sum()
-            sums["gen_len"] += torch.bincount((stop + 1).clamp(max=n_new), minlength=n_new + 1)
+            valid = ((stop >= 3) & (stop < n_new)
+                     & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"])
+                     & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"]))
+            answer = valid & (tokens[rows_b, (stop - 2).clamp(min=0)] == y_answer)
+            gen_len = (stop + 1).clamp(max=n_new)
         else:
-            sums["answer"] += (tokens[rows_b, answer_pos] == y_answer).sum()
+            valid = torch.ones(B, dtype=torch.bool, device=device)
+            answer = tokens[rows_b, answer_pos] == y_answer
+            gen_len = torch.full((B,), n_new, device=device)
 
         # Chain positions: every target token except delimiters; a row's k-th of m fills column
-        # n_columns - m + k, so the answer is always the last column.
+        # P - m + k, so the answer is always the last column.
         Tt = target.size(1)
         is_chain = (target != IGNORE) & ~torch.isin(target, special_ids)  # (B, Tt)
-        column = n_columns - is_chain.sum(dim=1, keepdim=True) + is_chain.cumsum(dim=1) - 1  # (B, Tt)
-        column = torch.where(is_chain, column, n_columns)  # n_columns = a discard bin
-        step_logits = logits[:, :Tt].float()  # (B, Tt, V)
+        column = P - is_chain.sum(dim=1, keepdim=True) + is_chain.cumsum(dim=1) - 1  # (B, Tt)
+        column = torch.where(is_chain, column, P)  # P = a discard bin
         correct = (tokens[:, :Tt] == target) & is_chain  # (B, Tt)
-        step_loss = F.cross_entropy(step_logits.transpose(1, 2), target.clamp(min=0), reduction="none")  # (B, Tt)
-        for name, value in (("chain_correct", correct), ("chain_count", is_chain),
-                            ("chain_loss", torch.where(is_chain, step_loss, 0.0))):
-            binned = torch.zeros(n_columns + 1, dtype=torch.float64, device=device)
-            sums[name] += binned.index_add_(0, column.reshape(-1), value.reshape(-1).double())[:n_columns]
+        step_loss = F.cross_entropy(logits[:, :Tt].float().transpose(1, 2), target.clamp(min=0),
+                                    reduction="none")  # (B, Tt)
 
         # Teacher-forced loss over every labelled position of the training rendering.
         seq = render_train(batch, data_cfg, prompt_cfg, n_rows)
@@ -148,24 +150,65 @@ def evaluate_accuracy(model: Transformer, rows: Rows | Dataset, data_cfg: DataCo
         mask = None if seq.attention_mask.all() else torch.from_numpy(seq.attention_mask).to(device)
         labels = torch.from_numpy(seq.labels[:, 1:]).to(device)  # (B, T-1): next-token targets
         out = model(input_ids, mask)[:, :-1].float()  # (B, T-1, V)
-        sums["ce"] += F.cross_entropy(out.transpose(1, 2), labels, ignore_index=IGNORE, reduction="sum")
-        sums["ce_tokens"] += (labels != IGNORE).sum()
+        ce = F.cross_entropy(out.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")  # (B, T-1)
 
-        if data_cfg.n_examples > 1:
-            sums["majority"] += int((in_context_majority(batch) == batch.chain[:, -1, -1]).sum())
+        scored = {"answer": answer, "valid": valid, "gen_len": gen_len,
+                  "chain": by_column(correct, column, P) > 0, "present": by_column(is_chain, column, P) > 0,
+                  "chain_loss": by_column(torch.where(is_chain, step_loss, 0.0), column, P),
+                  "ce": ce.double().sum(dim=1), "ce_tokens": (labels != IGNORE).sum(dim=1)}
+        for name, value in scored.items():
+            parts[name].append(value)
+    host = {name: torch.cat(values).cpu().numpy() for name, values in parts.items()}
+    majority = in_context_majority(rows) == rows.chain[:, -1, -1]  # (n,) all False when K = 1
+    return RowScores(majority=majority, **host)
 
-    total = sum_across_ranks(sums, world_size)
+
+def reduce_scores(scores: RowScores, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
+                  device: torch.device | str = "cpu", world_size: int = 1) -> dict[str, float]:
+    """Metrics (module docstring) of per-row scores, summed over ranks when world_size > 1.
+
+    Every rank must call it with its own rows (one all_reduce of float64 sums on `device`).
+    Returns plain floats: n, answer_acc, eval_loss, chain_acc_i, chain_loss_i, majority_baseline
+    (+ format_acc, gen_len_p50 for special-token formats).
+    """
+    n_new = max_new_tokens(data_cfg, prompt_cfg)
+    sums = {"n": [len(scores.answer)], "answer": [scores.answer.sum()], "valid": [scores.valid.sum()],
+            "majority": [scores.majority.sum()], "ce": [scores.ce.sum()], "ce_tokens": [scores.ce_tokens.sum()],
+            "chain_correct": scores.chain.sum(axis=0), "chain_count": scores.present.sum(axis=0),
+            "chain_loss": scores.chain_loss.sum(axis=0),
+            "gen_len": np.bincount(scores.gen_len, minlength=n_new + 1)}  # histogram of lengths 0..n_new
+    flat = torch.from_numpy(np.concatenate([np.asarray(v, np.float64) for v in sums.values()])).to(device)
+    if world_size > 1:
+        dist.all_reduce(flat)
+    host, total, start = flat.cpu().numpy(), {}, 0
+    for name, value in sums.items():
+        total[name], start = host[start:start + len(value)], start + len(value)
+
     n = float(total["n"][0])
     with np.errstate(invalid="ignore", divide="ignore"):
         result = {"n": n, "answer_acc": total["answer"][0] / n,
                   "eval_loss": total["ce"][0] / total["ce_tokens"][0]}
-        for i in range(n_columns):
-            count = total["chain_count"][i]
+        for i, count in enumerate(total["chain_count"]):
             result[f"chain_acc_{i}"] = total["chain_correct"][i] / count if count else float("nan")
             result[f"chain_loss_{i}"] = total["chain_loss"][i] / count if count else float("nan")
         result["majority_baseline"] = total["majority"][0] / n if data_cfg.n_examples > 1 else float("nan")
         if prompt_cfg.special:
             result["format_acc"] = total["valid"][0] / n
-            cumulative = np.cumsum(total["gen_len"])
-            result["gen_len_p50"] = float(np.searchsorted(cumulative, n / 2))
+            result["gen_len_p50"] = float(np.searchsorted(np.cumsum(total["gen_len"]), n / 2))
     return {name: float(value) for name, value in result.items()}
+
+
+def evaluate_accuracy(model: Transformer, rows: Rows | Dataset, data_cfg: DataConfig,
+                      prompt_cfg: PromptConfig, *, batch_size: int, device: torch.device | str,
+                      rank: int = 0, world_size: int = 1) -> dict[str, float]:
+    """Score `model` on the eval rows, this rank's share of them; every rank must call it.
+
+    rows: the eval set (row index = recipe index, n_rows = its length), or a Dataset (all rows).
+    Returns `reduce_scores`'s metrics of the whole set.
+    """
+    if hasattr(rows, "read"):
+        rows = rows.read(0, rows.n_rows)
+    n_rows = len(rows.seq_idx)
+    shard = rows.take(np.arange(rank, n_rows, world_size))
+    scores = score_rows(model, shard, data_cfg, prompt_cfg, batch_size=batch_size, device=device, n_rows=n_rows)
+    return reduce_scores(scores, data_cfg, prompt_cfg, device=device, world_size=world_size)

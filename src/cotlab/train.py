@@ -347,7 +347,8 @@ def analysis_metrics(model: Transformer, run: Run, eval_rows, device: torch.devi
     n = min(cfg.analysis_n, run.n_eval)
     if n > 0 and cfg.prompt.format in ATTENTION_FORMATS:
         rows = eval_rows.take(slice(0, n))
-        maps = model_query_maps(model, rows, data_cfg, batch_size=ANALYSIS_BATCH, device=device)
+        maps = model_query_maps(model, rows, data_cfg, batch_size=ANALYSIS_BATCH, device=device,
+                                offset=offset)
         parents = scores_from_maps(maps, rows.dag, data_cfg)
     out.update(parent_prec=parents["parent_prec"], parent_mass=parents["parent_mass"],
                parent_chance=parents["chance"])
