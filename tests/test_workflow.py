@@ -1,0 +1,182 @@
+"""The Snakemake workflow on a tiny config: a real run, then the exact jobs planned after each change.
+
+pipeline.md §5: changing a value reruns exactly the jobs whose resolved point changed and what is
+downstream of them. The planned jobs are read from `snakemake --summary` (one row per output file
+of every job in the DAG, its `plan` column "update pending" when the job would run), which applies
+the same rerun triggers (mtime, params, input, code, software-env) as a real run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from cotlab import experiments
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+STAGE1 = ["fig_teaser", "tab_models", "fig_token_coverage", "fig_vocab", "fig_embed_sim", "fig_losses",
+          "fig_examples", "fig_chain", "fig_chain_positions", "fig_parents", "fig_diversity", "fig_attention",
+          "fig_activation", "fig_dims", "tab_hparams"]
+
+# Two named grid points so that one point's values can change alone; seconds per job on a CPU.
+TINY_CARD = {
+    "title": "tiny caching check",
+    "base": {"data": {"n_inputs": 2, "n_parents": 2, "chain_length": 2, "n_examples": 4, "n_dims": 4},
+             "train": {"lr": 0.001}},
+    "sweep": {"point": {"a": {"data": {"vocab_size": 16}}, "b": {"data": {"vocab_size": 24}}}},
+    "models": ["tf4"],
+    "formats": ["standard", "cot"],
+    "scales": {"smoke": {"base": {"train": {"n_train": 64, "n_eval": 16, "batch_size": 16},
+                                  "eval_every_seqs": 32}}},
+    "plot": {"kind": "curves", "x": "step", "y": "answer_acc", "hue": "format", "col": "point",
+             "refs": ["majority_baseline"]},
+}
+
+
+# The quickstart's table and figure, and claims.csv, which reads that table (a claim compares its runs).
+AGGREGATE = {("aggregate_quickstart", f"results/{p}") for p in
+             ("tables/quickstart.csv", "figures/quickstart.png", "figures/quickstart.pdf")} | {
+             ("claims", "results/tables/claims.csv")}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in `workdir` (its own config/, results/ and .snakemake/);
+    `cotlab` and `snakemake` come from this interpreter's environment."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_project(root: Path, card: dict, scale: str = "smoke") -> Path:
+    """A working directory with the repository's scales and `card` as the quickstart."""
+    (root / "config" / "experiments").mkdir(parents=True)
+    shutil.copy(REPO / "config" / "scales.yaml", root / "config" / "scales.yaml")
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump({"experiments": ["quickstart"], "scale": scale}))
+    write_card(root, card)
+    return root
+
+
+def write_card(root: Path, card: dict) -> None:
+    (root / "config" / "experiments" / "quickstart.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+
+
+def planned(workdir: Path) -> set[tuple[str, str]]:
+    """(rule, output file) of every job a run would execute now."""
+    lines = snakemake(workdir, "--summary").stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
+    rows = [line.split("\t") for line in lines[start + 1:] if line.count("\t") == 5]
+    return {(row[2], row[0]) for row in rows if row[5] == "update pending"}
+
+
+def outputs(workdir: Path, runs: list[experiments.Run], splits: set[tuple[str, str]],
+            aggregate: bool = True) -> set[tuple[str, str]]:
+    """The (rule, output file) rows of these runs' train/evaluate jobs, these splits and the aggregate."""
+    out = {("generate", f"results/data/{data_id}/{split}") for data_id, split in splits}
+    for run in runs:
+        out |= {("train", f"results/runs/{run.run_id}/final"), ("train", f"results/runs/{run.run_id}/metrics.parquet")}
+        out |= {("evaluate", path) for path in experiments.eval_paths(run.run_id).values()}
+    if aggregate:
+        out |= AGGREGATE
+    return out
+
+
+def runs(workdir: Path) -> list[experiments.Run]:
+    return experiments.expand("quickstart", "smoke", workdir / "config")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny workflow, run once for real (4 runs: 2 points x std/cot)."""
+    root = make_project(tmp_path_factory.mktemp("workflow"), TINY_CARD)
+    snakemake(root, "--cores", "2")
+    return root
+
+
+@pytest.fixture
+def card(project: Path):
+    """Edit the card for one test; restored afterwards (dry runs leave no other trace)."""
+    edited = yaml.safe_load(yaml.safe_dump(TINY_CARD))
+    yield edited
+    write_card(project, TINY_CARD)
+
+
+def test_first_run_writes_table_and_figure(project: Path) -> None:
+    table = pd.read_csv(project / "results" / "tables" / "quickstart.csv")
+    assert set(table["run_id"]) == {r.run_id for r in runs(project)}
+    assert set(table["format"]) == {"standard", "cot"}
+    for name in ("quickstart.png", "quickstart.pdf"):
+        assert (project / "results" / "figures" / name).stat().st_size > 0
+    assert sorted(p.name for p in (project / "results" / "logs").iterdir()) == [
+        "aggregate", "evaluate", "generate", "train"]
+    assert set(pd.read_csv(project / "results" / "tables" / "claims.csv")["card"]) >= {"quickstart"}
+
+
+def test_noop_plans_nothing(project: Path) -> None:
+    assert planned(project) == set()
+    rerun = snakemake(project, "--cores", "2")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+def test_plot_change_plans_only_the_aggregate(project: Path, card: dict) -> None:
+    card["plot"]["hue"] = "model"
+    write_card(project, card)
+    assert planned(project) == AGGREGATE
+
+
+def test_one_points_n_examples_plans_its_data_runs_and_aggregate(project: Path, card: dict) -> None:
+    before = {r.run_id for r in runs(project)}
+    card["sweep"]["point"]["b"]["data"]["n_examples"] = 3
+    write_card(project, card)
+    changed = [r for r in runs(project) if r.run_id not in before]
+    assert {r.values["point"] for r in changed} == {"b"} and {r.format for r in changed} == {"standard", "cot"}
+    data_id = changed[0].data_id
+    assert planned(project) == outputs(project, changed, {(data_id, "train"), (data_id, "eval")})
+
+
+def test_training_only_change_plans_no_data(project: Path, card: dict) -> None:
+    card["base"]["train"]["lr"] = 0.002
+    write_card(project, card)
+    jobs = planned(project)
+    assert jobs == outputs(project, runs(project), set())
+    assert not any(rule == "generate" for rule, _ in jobs)
+
+
+def test_bad_config_fails_before_any_job_naming_the_field(tmp_path: Path) -> None:
+    root = make_project(tmp_path, TINY_CARD)
+    for setting, field in (("scale=bogus", "scale"), ("experiments=[nope]", "experiments"),
+                           ("train_gpus=-1", "train_gpus"), ("colour=red", "colour")):
+        proc = snakemake(root, "-n", "--config", setting, check=False)
+        assert proc.returncode != 0 and field in proc.stderr + proc.stdout, setting
+    bad = yaml.safe_load(yaml.safe_dump(TINY_CARD))
+    bad["sweep"]["point"]["a"]["data"]["n_parents"] = 3  # > n_inputs
+    write_card(root, bad)
+    proc = snakemake(root, "-n", check=False)
+    assert proc.returncode != 0 and "n_parents=3" in proc.stderr + proc.stdout
+    assert not (root / "results").exists()
+
+
+def test_paper_scale_plans_every_stage1_card() -> None:
+    """`snakemake -n --config experiments=[...] scale=paper` on the repository's own cards."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--config",
+                           f"experiments=[{','.join(STAGE1)}]", "scale=paper"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    jobs = experiments.workflow_jobs(STAGE1, "paper", REPO / "config")
+    assert counts["train"] == counts["evaluate"] == len(jobs.runs) == 150  # experiments.md §5.1
+    assert counts["generate"] == len(jobs.splits) and counts["coverage"] == len(jobs.coverage)
+    assert all(counts[f"aggregate_{exp}"] == 1 for exp in STAGE1) and counts["claims"] == 1
