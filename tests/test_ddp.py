@@ -21,24 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from cotlab.cli import main as cli
 
-POINT = ["vocab_size=32", "n_inputs=4", "n_parents=2", "chain_length=3", "n_examples=4",
-         "fixed_dag=true", "dag=[[0,1],[2,4],[3,5]]", "fixed_h=true"]
 TINY = ["model=smoke-tf8", "batch_size=16", "n_train=160", "eval_every=5", "checkpoint_every=4",
         "n_eval=50", "eval_batch_size=8", "analysis_n=8", "lr=1e-3"]
-
-
-def generate(out, split: str, n: int) -> str:
-    args = ["generate", "--out", str(out), "--split", split]
-    for item in [*POINT, f"n_sequences={n}"]:
-        args += ["--set", item]
-    assert cli(args) == 0
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    return generate(root / "train", "train", 512), generate(root / "eval", "eval", 64)
 
 
 def one_step(out: Path, train_dir: str, eval_dir: str) -> None:
@@ -75,11 +59,11 @@ def one_step(out: Path, train_dir: str, eval_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def test_two_ranks_give_single_process_gradients_and_scores(data, tmp_path):
-    one_step(tmp_path, *data)  # one process, here
+def test_two_ranks_give_single_process_gradients_and_scores(fixed_task_data, tmp_path):
+    one_step(tmp_path, *fixed_task_data)  # one process, here
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                    __file__, str(tmp_path), *data], check=True, env=env, timeout=180, capture_output=True)
+                    __file__, str(tmp_path), *fixed_task_data], check=True, env=env, timeout=180, capture_output=True)
 
     single = load_file(tmp_path / "grads-w1-r0.safetensors")
     rank0, rank1 = load_file(tmp_path / "grads-w2-r0.safetensors"), load_file(tmp_path / "grads-w2-r1.safetensors")
@@ -96,9 +80,10 @@ def test_two_ranks_give_single_process_gradients_and_scores(data, tmp_path):
         assert two[key] == pytest.approx(one[key], rel=1e-6, abs=1e-9), key
 
 
-def test_train_with_two_ranks_matches_one(data, tmp_path):
+def test_train_with_two_ranks_matches_one(fixed_task_data, tmp_path):
     def train(out, *extra):
-        args = ["train", "--data", data[0], "--eval-data", data[1], "--out", str(out), "--format", "cot", *extra]
+        train_dir, eval_dir = fixed_task_data
+        args = ["train", "--data", train_dir, "--eval-data", eval_dir, "--out", str(out), "--format", "cot", *extra]
         for item in TINY:
             args += ["--set", item]
         assert cli(args) == 0  # --nproc 2 re-executes under torchrun and returns its exit code

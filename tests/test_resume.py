@@ -14,31 +14,14 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 from safetensors.torch import load_file
 
-from cotlab.cli import main as cli
 
-POINT = ["vocab_size=32", "n_inputs=4", "n_parents=2", "chain_length=3", "n_examples=4",
-         "fixed_dag=true", "dag=[[0,1],[2,4],[3,5]]", "fixed_h=true"]
+N_TRAIN = 1000  # > 1 epoch
 # 240 steps, a checkpoint every 20 and an eval every 50: the kill lands mid eval-interval, so the
 # running train-loss sum and the loader position have to come back from the checkpoint too.
 RUN = ["model=smoke-tf4", "batch_size=8", "n_train=1920", "eval_every=50", "checkpoint_every=20",
        "n_eval=64", "eval_batch_size=32", "analysis_n=16", "lr=1e-3"]
-
-
-def generate(out, split: str, n: int) -> str:
-    args = ["generate", "--out", str(out), "--split", split]
-    for item in [*POINT, f"n_sequences={n}"]:
-        args += ["--set", item]
-    assert cli(args) == 0
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    return generate(root / "train", "train", 1000), generate(root / "eval", "eval", 64)  # > 1 epoch
 
 
 def command(data, out) -> list[str]:
@@ -70,12 +53,12 @@ def kill_after_first_checkpoint(data, out) -> None:
     assert not (out / "final").exists(), "the run finished before it could be killed"
 
 
-def test_killed_run_resumes_bit_identically(data, tmp_path):
+def test_killed_run_resumes_bit_identically(fixed_task_data, tmp_path):
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    run_to_end(data, reference)
+    run_to_end(fixed_task_data, reference)
 
-    kill_after_first_checkpoint(data, resumed)
-    proc = run_to_end(data, resumed)
+    kill_after_first_checkpoint(fixed_task_data, resumed)
+    proc = run_to_end(fixed_task_data, resumed)
     assert "resuming from" in proc.stdout
 
     weights = [run / "final" / "model.safetensors" for run in (reference, resumed)]

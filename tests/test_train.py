@@ -25,21 +25,12 @@ from cotlab.data.store import open_dataset
 from cotlab.metrics import evaluate_accuracy
 from cotlab.model import model_config
 from cotlab.train import TrainConfig
+from conftest import generate_split
 
-POINT = ["vocab_size=32", "n_inputs=4", "n_parents=2", "chain_length=3", "n_examples=4",
-         "fixed_dag=true", "dag=[[0,1],[2,4],[3,5]]", "fixed_h=true"]
 SPECIAL_POINT = ["vocab_size=32", "n_inputs=3", "n_parents=2", "chain_length=2", "n_examples=4",
                  "fixed_h=true", "special_tokens=true"]
 TINY = ["model=smoke-tf4", "batch_size=16", "n_train=128", "eval_every=4", "checkpoint_every=4",
         "n_eval=48", "eval_batch_size=20", "analysis_n=8"]
-
-
-def generate(out, split: str, n: int, point: list[str] = POINT) -> str:
-    args = ["generate", "--out", str(out), "--split", split]
-    for item in [*point, f"n_sequences={n}"]:
-        args += ["--set", item]
-    assert cli(args) == 0
-    return str(out)
 
 
 def train_args(data, out, fmt: str = "cot", sets: list[str] = TINY) -> list[str]:
@@ -52,9 +43,9 @@ def train_args(data, out, fmt: str = "cot", sets: list[str] = TINY) -> list[str]
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return {"train": generate(root / "train", "train", 16_000), "eval": generate(root / "eval", "eval", 256),
-            "special_train": generate(root / "sp_train", "train", 256, SPECIAL_POINT),
-            "special_eval": generate(root / "sp_eval", "eval", 64, SPECIAL_POINT)}
+    return {"train": generate_split(root / "train", "train", 16_000), "eval": generate_split(root / "eval", "eval", 256),
+            "special_train": generate_split(root / "sp_train", "train", 256, SPECIAL_POINT),
+            "special_eval": generate_split(root / "sp_eval", "eval", 64, SPECIAL_POINT)}
 
 
 def test_train_cli_end_to_end(data, tmp_path):
