@@ -152,6 +152,33 @@ class DataConfig(Section):
         raise ConfigError(f"split={split!r}: must be 'train' or 'eval'")
 
 
+def data_slug(data: dict[str, Any]) -> str:
+    """Readable part of a data id: V, K and C always; other fields only where they differ from
+    DataConfig's defaults (`data` is a resolved DataConfig dict). Used by the workflow's ids too."""
+    default = DataConfig().to_dict()
+    parts = [f"V{data['vocab_size']}", f"K{data['n_examples']}", f"C{data['chain_length']}"]
+    for key, tag in (("n_inputs", "N"), ("n_parents", "M"), ("n_dims", "d"), ("h_num_layers", "L"),
+                     ("data_init_range", "s")):
+        if data[key] != default[key]:
+            value = f"{data[key]:g}".replace(".", "p") if isinstance(data[key], float) else data[key]
+            parts.append(f"{tag}{value}")  # no dots in ids: they end at the first one in file names
+    if data["activation"] != default["activation"]:
+        parts.append(data["activation"])
+    if data["fixed_dag"]:
+        parts.append("fixdag")
+    if data["fixed_h"]:
+        parts.append("fixH" if data["num_unique_h"] is None else f"H{data['num_unique_h']}")
+    if data["h_pool_mode"] != default["h_pool_mode"]:
+        parts.append("posH")
+    if data["special_tokens"]:
+        parts.append("sp")
+    if data["seed"] != default["seed"]:
+        parts.append(f"seed{data['seed']}")
+    if data["eval_seed"] is not None:
+        parts.append(f"es{data['eval_seed']}")
+    return "-".join(parts)
+
+
 S = TypeVar("S", bound=BaseModel)
 
 

@@ -39,8 +39,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import model_validator
 
-from cotlab.config import (GENERATOR_VERSION, ConfigError, DataConfig, Section, build, merge, read_yaml,
-                           stable_hash)
+from cotlab.config import (GENERATOR_VERSION, ConfigError, DataConfig, Section, build, data_slug, merge,
+                           read_yaml, stable_hash)
 
 MODELS = ("tf4", "tf8", "tf12")
 FORMATS = ("standard", "cot", "standard_special_token", "cot_special_token", "hybrid_special_token")
@@ -238,32 +238,6 @@ def _scale(scale: str, config_dir: str | Path) -> Scale:
 
 # ----------------------------------------------------------------------------- ids
 
-def _slug_data(data: dict[str, Any]) -> str:
-    """V, K and C always; other fields only where they differ from DataConfig's defaults."""
-    default = DataConfig().to_dict()
-    parts = [f"V{data['vocab_size']}", f"K{data['n_examples']}", f"C{data['chain_length']}"]
-    for key, tag in (("n_inputs", "N"), ("n_parents", "M"), ("n_dims", "d"), ("h_num_layers", "L"),
-                     ("data_init_range", "s")):
-        if data[key] != default[key]:
-            value = f"{data[key]:g}".replace(".", "p") if isinstance(data[key], float) else data[key]
-            parts.append(f"{tag}{value}")  # no dots in ids: they end at the first one in file names
-    if data["activation"] != default["activation"]:
-        parts.append(data["activation"])
-    if data["fixed_dag"]:
-        parts.append("fixdag")
-    if data["fixed_h"]:
-        parts.append("fixH" if data["num_unique_h"] is None else f"H{data['num_unique_h']}")
-    if data["h_pool_mode"] != default["h_pool_mode"]:
-        parts.append("posH")
-    if data["special_tokens"]:
-        parts.append("sp")
-    if data["seed"] != default["seed"]:
-        parts.append(f"seed{data['seed']}")
-    if data["eval_seed"] is not None:
-        parts.append(f"es{data['eval_seed']}")
-    return "-".join(parts)
-
-
 # ----------------------------------------------------------------------------- resolved points
 
 @dataclass(frozen=True)
@@ -358,7 +332,7 @@ def _data_point(data: dict[str, Any], n_train: int, n_eval: int) -> DataPoint:
     del cfg["n_sequences"]
     digest = stable_hash({"data": cfg, "n_train": n_train, "n_eval": n_eval,
                           "generator_version": GENERATOR_VERSION})
-    return DataPoint(f"{_slug_data(cfg)}__{digest}", cfg, n_train, n_eval)
+    return DataPoint(f"{data_slug(cfg)}__{digest}", cfg, n_train, n_eval)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import cotlab
-from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, stable_hash
+from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, data_slug, stable_hash
 from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
                                   global_objects, iter_rows)
 
@@ -52,18 +52,9 @@ class DatasetError(ConfigError):
 
 def data_id(cfg: DataConfig) -> str:
     """Readable slug + hash of everything that determines the rows except the split size:
-    e.g. ``V1024-N4-M4-C2-K40__3f9a1c2b`` (train and eval of a point share it; prefix stability
+    e.g. ``V1024-K40-C2__3f9a1c2b`` (train and eval of a point share it; prefix stability
     makes n_sequences irrelevant to which rows a given index holds)."""
-    slug = [f"V{cfg.vocab_size}", f"N{cfg.n_inputs}", f"M{cfg.n_parents}", f"C{cfg.chain_length}",
-            f"K{cfg.n_examples}"]
-    defaults = DataConfig()
-    extras = [("n_dims", f"d{cfg.n_dims}"), ("data_init_range", f"s{cfg.data_init_range:g}"),
-              ("activation", cfg.activation), ("h_num_layers", f"L{cfg.h_num_layers}"),
-              ("fixed_dag", "fixdag"), ("special_tokens", "special"), ("seed", f"seed{cfg.seed}")]
-    slug += [tag for name, tag in extras if getattr(cfg, name) != getattr(defaults, name)]
-    if cfg.pool_size is not None:
-        slug.append(f"P{cfg.pool_size}" + ("pos" if cfg.h_pool_mode == "per_position" else ""))
-    return "-".join(slug) + "__" + stable_hash(_identity(cfg))
+    return data_slug(cfg.to_dict()) + "__" + stable_hash(_identity(cfg))
 
 
 def _identity(cfg: DataConfig) -> dict[str, Any]:
