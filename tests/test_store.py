@@ -60,7 +60,7 @@ def test_round_trip_and_manifest(written):
     assert np.array_equal(dataset.embedding, np.load(out / "embedding.npy"))
     assert dataset.h_pool.shape == (4, 2, 1, 4, 4) and (dataset.read().h_ids < 4).all()
     assert manifest["format"] == "cotlab-data" and manifest["data_id"] == data_id(cfg)
-    assert manifest["data_id"].startswith("V48-N4-M2-C2-K6-d4-special-P4__")
+    assert manifest["data_id"].startswith("V48-K6-C2-M2-d4-H4-sp__")
     assert manifest["V_eff"] == 39 and manifest["special_ids"]["pad"] == 47
     assert manifest["split_seed"] == 42 and manifest["rows_per_shard"] == 65536
     assert json.loads((out / "manifest.json").read_text()) == manifest

@@ -174,7 +174,7 @@ def data_slug(data: dict[str, Any]) -> str:
         parts.append("sp")
     if data["seed"] != default["seed"]:
         parts.append(f"seed{data['seed']}")
-    if data["eval_seed"] is not None:
+    if data["eval_seed"] not in (None, data["seed"] + 1000):  # resolved or not, the default is silent
         parts.append(f"es{data['eval_seed']}")
     return "-".join(parts)
 
