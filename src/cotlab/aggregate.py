@@ -24,8 +24,6 @@ writes results/tables/claims.csv (analysis.claims), one row per claim with its v
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,7 @@ import pandas as pd
 from cotlab.analysis.attention import parent_chance
 from cotlab.analysis.claims import CLAIMS, evaluate_claims
 from cotlab.analysis.tables import model_order, model_table, summarise_runs
+from cotlab.atomic import write_atomic
 from cotlab.config import ConfigError, fail, read_yaml
 
 IDENTITY_COLUMNS = ("run_id", "data_id", "experiment", "source", "model", "size", "format", "seed")
@@ -165,16 +164,7 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str | Path, **extra
 # ----------------------------------------------------------------------------- reading results
 
 def write_csv(table: pd.DataFrame, path: Path) -> None:
-    """Atomic CSV write (temp name in the same directory, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 def read_results(runs: pd.DataFrame, results: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import torch
 from cotlab.analysis.attention import ATTENTION_FORMATS, figure_map, model_query_maps, scores_from_maps
 from cotlab.analysis.similarity import chance_similarity, embedding_similarity
 from cotlab.analysis.tables import wilson_interval
+from cotlab.atomic import write_atomic
 from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets
 from cotlab.data.prompts import PLAIN_FORMATS, PromptConfig
 from cotlab.metrics import reduce_scores, score_rows
@@ -163,19 +162,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
-
-def write_atomic(path: Path, write) -> None:
-    """Call write(tmp_path) on a temp name in path's directory, then rename it to path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def companion_paths(out: Path) -> tuple[Path, Path]:

@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from cotlab.analysis.attention import ATTENTION_FORMATS, model_query_maps, scores_from_maps
 from cotlab.analysis.similarity import embedding_similarity
+from cotlab.atomic import write_atomic
 from cotlab.checkpoint import replace_dir, save_hf
 from cotlab.config import ConfigError, Section, fail, load, require_positive
 from cotlab.data.loader import TrainLoader, load_rows
@@ -301,9 +302,7 @@ def load_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optim
 
 def write_metrics(out: Path, rows: list[dict[str, float]]) -> None:
     """metrics.parquet, replaced atomically."""
-    tmp = out / ".metrics.parquet.tmp"
-    pd.DataFrame(rows).to_parquet(tmp, index=False)
-    os.replace(tmp, out / "metrics.parquet")
+    write_atomic(out / "metrics.parquet", lambda tmp: pd.DataFrame(rows).to_parquet(tmp, index=False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -391,9 +390,8 @@ def train(run: Run, rank: int = 0, world_size: int = 1, local_rank: int = 0) -> 
     if rank == 0:  # the run directory, and leftovers of a killed attempt
         run.out.mkdir(parents=True, exist_ok=True)
         if not (run.out / "config.json").is_file():
-            tmp = run.out / ".config.json.tmp"
-            tmp.write_text(json.dumps(run.resolved, indent=2) + "\n")
-            os.replace(tmp, run.out / "config.json")
+            text = json.dumps(run.resolved, indent=2) + "\n"
+            write_atomic(run.out / "config.json", lambda tmp: Path(tmp).write_text(text))
         for stale in [*run.out.glob(".*.tmp*"), *(run.out / "checkpoints").glob(".*.tmp*")]:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     barrier(world_size)

@@ -7,7 +7,6 @@ dashed everywhere; the majority baseline is a grey dotted line and chance a grey
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +16,7 @@ matplotlib.use("Agg")  # files only: never open a window, also on machines witho
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from cotlab.atomic import write_atomic  # noqa: E402
 
 _BLUE, _ORANGE, _GREEN, _RED, _PURPLE, _BROWN, _PINK, _GREY, _YELLOW, _CYAN = sns.color_palette("colorblind", 10)
 
@@ -126,10 +126,7 @@ def save(fig: plt.Figure, out_png: str) -> list[str]:
     written = []
     for suffix in (".png", ".pdf"):
         path = Path(out_png).with_suffix(suffix)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{suffix}")
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight"))
         written.append(str(path))
     plt.close(fig)
     return written
