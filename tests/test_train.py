@@ -160,6 +160,46 @@ def test_metrics_of_an_oracle(data):
         assert scores["n"] == 40
 
 
+@pytest.mark.parametrize(("fmt", "force"), [("cot_special_token", None), ("cot_special_token", "think"),
+                                           ("standard_special_token", None),
+                                           ("standard_special_token", "answer")])
+def test_special_token_oracle_scores_one_with_and_without_forcing(data, fmt, force):
+    """A model that emits exactly the target is right in every special-token format, including
+    "answer directly", where the forced ⟨as⟩ is in the prompt and the output is y_C ⟨ae⟩ ⟨eos⟩."""
+    from cotlab.data.prompts import render_eval
+
+    dataset = open_dataset(data["special_eval"])
+    rows, data_cfg = load_rows(dataset, 24), dataset.config
+    prompt_cfg = PromptConfig(format=fmt, force=force)
+    batch = render_eval(rows, data_cfg, prompt_cfg, 24, data_cfg.split_seed("eval"))
+    answers = {tuple(p[m].tolist()): [t for t in target.tolist() if t != -100]
+               for p, m, target in zip(batch.prompt_ids, batch.prompt_mask, batch.target)}
+
+    class PaddedOracle(Oracle):
+        """Prompts arrive left-padded: rows are looked up by their real tokens; after its target
+        (ending in ⟨eos⟩) it repeats the last token, as decoding runs to the fixed budget."""
+
+        def forward(self, input_ids, attention_mask=None, cache=None):
+            B, T = input_ids.shape
+            logits = torch.zeros(B, T, self.cfg.vocab_size)
+            if cache is None:
+                return logits
+            if T > 1:
+                mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask
+                self.prompts = [tuple(row[m].tolist()) for row, m in zip(input_ids, mask)]
+                self.emitted = [0] * B
+            for b in range(B):
+                target = self.answers[self.prompts[b]]
+                logits[b, -1, target[min(self.emitted[b], len(target) - 1)]] = 30.0
+                self.emitted[b] += 1
+            return logits
+
+    cfg = model_config("smoke-tf4", data_cfg.vocab_size)
+    scores = evaluate_accuracy(PaddedOracle(cfg, answers), rows, data_cfg, prompt_cfg,
+                               batch_size=8, device="cpu")
+    assert scores["answer_acc"] == scores["format_acc"] == 1.0, scores
+
+
 def test_learns_a_fixed_task_far_above_the_majority_baseline(data, tmp_path):
     out = tmp_path / "run"
     sets = ["model=smoke-tf8", "lr=3e-3", "n_train=16000", "eval_every=250", "n_eval=256", "analysis_n=0"]

@@ -124,9 +124,10 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
         if prompt_cfg.special:
             is_eos = tokens == special["eos"]  # (B, n)
             stop = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), n_new)  # (B,) first ⟨eos⟩
-            valid = ((stop >= 3) & (stop < n_new)
-                     & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"])
-                     & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"]))
+            valid = ((stop >= 2) & (stop < n_new)
+                     & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"]))
+            if prompt_cfg.force != "answer":  # a forced ⟨as⟩ sits in the prompt (experiments.md §6)
+                valid &= (stop >= 3) & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"])
             answer = valid & (tokens[rows_b, (stop - 2).clamp(min=0)] == y_answer)
             gen_len = (stop + 1).clamp(max=n_new)
         else:
