@@ -264,3 +264,11 @@ def test_train_config_defaults_are_the_papers():
     with pytest.raises(ConfigError, match="n_train"):
         build(TrainConfig, {"n_train": 10, "batch_size": 64})
 
+
+
+def test_rerun_with_other_threads_resumes_instead_of_refusing(data, tmp_path):
+    """Snakemake caps a job's threads at --cores, so a rerun may differ in threads (and eval batch)."""
+    out = tmp_path / "run"
+    assert cli(train_args(data, out)) == 0
+    assert cli(train_args(data, out, sets=[*TINY, "threads=2", "eval_batch_size=7"])) == 0
+    assert cli(train_args(data, out, sets=[*TINY, "lr=0.5"])) == 2  # a result-changing value still refuses

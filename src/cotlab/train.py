@@ -208,13 +208,25 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
         fail("--out", out, "must be a directory (a file is in the way)")
     saved = out_dir / "config.json"
     if saved.is_file():
-        mismatch = first_difference(json.loads(saved.read_text()), json.loads(json.dumps(resolved)))
+        mismatch = first_difference(*(without_neutral(c) for c in (json.loads(saved.read_text()), resolved)))
         if mismatch:
             key, there, here = mismatch
             raise ConfigError(f"--out {out}: its config.json has {key}={there!r} but this run has "
                               f"{here!r}; use another --out or delete the old run")
     return Run(cfg, model_cfg, train_data, evals, out_dir, n_train // cfg.batch_size, n_eval,
                precision, resolved)
+
+
+# Settings a rerun may change without changing any result (Snakemake caps threads at --cores).
+RESULT_NEUTRAL = ("threads", "eval_batch_size")
+
+
+def without_neutral(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved run config that must match for a rerun to resume (JSON types)."""
+    resolved = json.loads(json.dumps(resolved))
+    for key in RESULT_NEUTRAL:
+        resolved["train"].pop(key, None)
+    return resolved
 
 
 def first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
