@@ -207,6 +207,13 @@ def main(args: argparse.Namespace) -> int:
     formats = None if args.formats is None else [f.strip() for f in args.formats.split(",") if f.strip()]
     dataset = open_dataset(args.eval_data)
     data_cfg = dataset.config
+    # Any size of the run's own eval split is fine (prefix stability); another data point is not.
+    here = {**data_cfg.to_dict(), "n_sequences": None}
+    there = {**run_cfg.get("eval_data", here), "n_sequences": None}
+    if here != there:
+        differing = {key: value for key, value in there.items() if here.get(key) != value}
+        fail("eval-data", args.eval_data, f"is another data point than the run's eval split "
+             f"(the run's has {differing})")
     plan = scored_formats(trained, data_cfg, overrides, formats)  # validates everything before work
 
     model = load_hf(run_dir / "final", device=device).eval()
