@@ -426,13 +426,15 @@ def train(run: Run, rank: int = 0, world_size: int = 1, local_rank: int = 0) -> 
     step_model: torch.nn.Module = torch.compile(model) if cfg.compile else model
     if world_size > 1:
         step_model = DistributedDataParallel(step_model, device_ids=[local_rank] if device.type == "cuda" else None)
-    interval_loss = torch.tensor(state.interval_loss, dtype=torch.float64, device=device)
+    # A checkpoint holds the all-ranks sum; resumed, rank 0 carries it and the others start at 0.
+    interval_loss = torch.tensor(state.interval_loss if rank == 0 else 0.0, dtype=torch.float64, device=device)
     tokens_seen = torch.tensor(state.tokens_seen, dtype=torch.int64, device=device)
     started = time.perf_counter() - state.elapsed_s
 
     def sync_state(step: int) -> None:
         state.step, state.loader = step, loader.state_dict()
-        state.interval_loss, state.tokens_seen = interval_loss.item(), int(tokens_seen.item())
+        state.interval_loss = all_reduce_sum(interval_loss.clone(), world_size).item()  # collective
+        state.tokens_seen = int(tokens_seen.item())
         state.elapsed_s = time.perf_counter() - started
 
     def evaluate(step: int) -> dict[str, float]:
@@ -440,8 +442,8 @@ def train(run: Run, rank: int = 0, world_size: int = 1, local_rank: int = 0) -> 
             scores = evaluate_accuracy(model, eval_rows, data_cfg, cfg.prompt, batch_size=cfg.eval_batch_size,
                                        device=device, rank=rank, world_size=world_size)
             extra = analysis_metrics(model, run, eval_rows, device) if rank == 0 else {}
-        loss_sum = all_reduce_sum(interval_loss.clone(), world_size).item()
         sync_state(step)
+        loss_sum = state.interval_loss
         n_eval = int(scores.pop("n"))
         return {"step": step, "seqs_seen": step * cfg.batch_size, "tokens_seen": state.tokens_seen,
                 "train_loss": loss_sum / state.interval_steps if state.interval_steps else math.nan,
