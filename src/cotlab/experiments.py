@@ -236,8 +236,6 @@ def _scale(scale: str, config_dir: str | Path) -> Scale:
     return scales[scale]
 
 
-# ----------------------------------------------------------------------------- ids
-
 # ----------------------------------------------------------------------------- resolved points
 
 @dataclass(frozen=True)
