@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from cotlab.config import ConfigError, build
+from cotlab.config import ConfigError, build, read_json
 from cotlab.model import ModelConfig, Transformer
 
 CONFIG_FILE = "config.json"
@@ -184,11 +184,7 @@ def load_hf(directory: str | Path, device: torch.device | str = "cpu") -> Transf
     for path in (config_path, weights_path):
         if not path.is_file():
             raise CheckpointError(f"{path}: not found (not a complete checkpoint directory)")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
-    cfg = model_config_from_hf(config, str(config_path))
+    cfg = model_config_from_hf(read_json(config_path, CheckpointError), str(config_path))
     try:
         tensors = load_file(weights_path, device=str(device))
     except (SafetensorError, OSError) as exc:

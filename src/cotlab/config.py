@@ -249,6 +249,14 @@ def _section_at(cls: type[BaseModel], path: tuple) -> type[BaseModel]:
     return cls
 
 
+def read_json(path: str | Path, error: type[ConfigError] = ConfigError) -> Any:
+    """A JSON file's content, or a one-line `error` naming the file when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise error(f"{path}: unreadable ({exc})") from None
+
+
 def build(cls: type[S], values: dict[str, Any], prefix: str = "") -> S:
     """Validate `values` as `cls`, turning the first problem into a one-line ConfigError.
 

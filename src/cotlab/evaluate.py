@@ -24,7 +24,6 @@ All three are written atomically.
 from __future__ import annotations
 
 import argparse
-import json
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from cotlab.analysis.attention import ATTENTION_FORMATS, figure_map, model_query
 from cotlab.analysis.similarity import chance_similarity, embedding_similarity
 from cotlab.analysis.tables import wilson_interval
 from cotlab.atomic import write_atomic
-from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets
+from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets, read_json
 from cotlab.data.prompts import PLAIN_FORMATS, PromptConfig
 from cotlab.metrics import reduce_scores, score_rows
 
@@ -145,10 +144,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.json"
     if not path.is_file():
         raise ConfigError(f"run_dir={str(run_dir)!r}: {path.name} not found (not a cotlab run directory)")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    config = read_json(path)
     if "prompt" not in config.get("train", {}):
         raise ConfigError(f"{path}: has no train.prompt (not written by `cotlab train`)")
     return config

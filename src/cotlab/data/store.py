@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import cotlab
-from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, data_slug, stable_hash
+from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, data_slug, read_json, stable_hash
 from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
                                   global_objects, iter_rows)
 
@@ -373,10 +373,7 @@ def open_dataset(path: str | Path, *, verify: bool = True) -> Dataset:
     if not manifest_path.is_file():
         raise DatasetError(f"{manifest_path}: missing; {path} is not a complete dataset "
                            "(interrupted `cotlab generate`? rerun it)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{manifest_path}: unreadable ({exc})") from None
+    manifest = read_json(manifest_path, DatasetError)
     cfg = _check_manifest(manifest, manifest_path)
     C, L, d = cfg.chain_length, cfg.h_num_layers, cfg.n_dims
     embedding = _load_npy(path / "embedding.npy", manifest["files"].get("embedding"), (cfg.vocab_size, d))
