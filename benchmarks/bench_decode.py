@@ -28,7 +28,8 @@ import torch
 
 from cotlab.checkpoint import load_hf, save_hf
 from cotlab.decode import greedy_decode
-from cotlab.model import MODEL_SIZES, Transformer, model_config
+from cotlab.model import Transformer
+from cotlab.model_config import MODEL_SIZES, model_config
 
 
 def sync(device: torch.device) -> None:

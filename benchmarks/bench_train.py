@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from cotlab.checkpoint import save_hf
-from cotlab.model import MODEL_SIZES, Transformer, model_config
+from cotlab.model import Transformer
+from cotlab.model_config import MODEL_SIZES, model_config
 
 LR, BETAS, EPS, WEIGHT_DECAY = 5e-5, (0.9, 0.999), 1e-8, 0.01  # experiments.md §2
 

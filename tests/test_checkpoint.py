@@ -8,7 +8,8 @@ import torch
 from cotlab.checkpoint import (CheckpointError, hf_to_state_dict, load_hf, save_hf,
                                state_dict_to_hf)
 from cotlab.decode import greedy_decode
-from cotlab.model import Transformer, model_config
+from cotlab.model import Transformer
+from cotlab.model_config import model_config
 
 transformers = pytest.importorskip("transformers")
 

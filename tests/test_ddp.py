@@ -31,10 +31,11 @@ def one_step(out: Path, train_dir: str, eval_dir: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     from cotlab.data.loader import TrainLoader, load_rows
-    from cotlab.data.prompts import PromptConfig
+    from cotlab.formats import PromptConfig
     from cotlab.data.store import open_dataset
     from cotlab.metrics import evaluate_accuracy
-    from cotlab.model import Transformer, model_config
+    from cotlab.model import Transformer
+    from cotlab.model_config import model_config
     from cotlab.train import step_loss
 
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))

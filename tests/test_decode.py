@@ -5,7 +5,8 @@ import torch
 
 from cotlab.config import ConfigError
 from cotlab.decode import KVCache, greedy_decode
-from cotlab.model import Transformer, model_config
+from cotlab.model import Transformer
+from cotlab.model_config import model_config
 
 
 @pytest.fixture(scope="module")

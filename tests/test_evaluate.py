@@ -11,10 +11,11 @@ import torch
 from cotlab.analysis.tables import wilson_interval
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.generate import Rows, generate_rows
-from cotlab.data.prompts import PromptConfig
+from cotlab.formats import PromptConfig
 from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats
 from cotlab.metrics import evaluate_accuracy, score_rows
-from cotlab.model import ModelConfig, Transformer
+from cotlab.model import Transformer
+from cotlab.model_config import ModelConfig
 
 V, N, C, K = 16, 2, 2, 3
 CFG = DataConfig(vocab_size=V, n_inputs=N, n_parents=1, chain_length=C, n_examples=K, n_dims=4)

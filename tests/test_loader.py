@@ -10,7 +10,8 @@ from cotlab.cli import main as cli
 from cotlab.config import ConfigError, DataConfig, build
 from cotlab.data.generate import Rows
 from cotlab.data.loader import TrainLoader, load_rows
-from cotlab.data.prompts import PromptConfig, render_train
+from cotlab.data.prompts import render_train
+from cotlab.formats import PromptConfig
 from cotlab.data.store import open_dataset
 
 STANDARD = build(PromptConfig, {"format": "standard"})

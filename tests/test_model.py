@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cotlab.config import ConfigError, build
-from cotlab.model import MODEL_SIZES, ModelConfig, Transformer, model_config
+from cotlab.model import Transformer
+from cotlab.model_config import MODEL_SIZES, ModelConfig, model_config
 
 
 def smoke_model(name: str = "smoke-tf8", vocab_size: int = 64, seed: int = 0) -> Transformer:

@@ -9,7 +9,8 @@ import pytest
 
 from cotlab.config import ConfigError, DataConfig, build, load
 from cotlab.data.generate import Rows
-from cotlab.data.prompts import (IGNORE, PromptConfig, RecipeConfig, cot_examples, recipe_probability,
+from cotlab.formats import PromptConfig, RecipeConfig
+from cotlab.data.prompts import (IGNORE, cot_examples, recipe_probability,
                                  render_eval, render_train)
 
 U32 = 2**32

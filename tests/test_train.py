@@ -20,11 +20,11 @@ from cotlab.cli import main as cli
 from cotlab.config import ConfigError, build, load
 from cotlab.data.coverage import in_context_majority
 from cotlab.data.loader import load_rows
-from cotlab.data.prompts import PromptConfig
+from cotlab.formats import PromptConfig
 from cotlab.data.store import open_dataset
 from cotlab.metrics import evaluate_accuracy
-from cotlab.model import model_config
-from cotlab.train import TrainConfig
+from cotlab.model_config import model_config
+from cotlab.train_config import TrainConfig
 from conftest import generate_split
 
 SPECIAL_POINT = ["vocab_size=32", "n_inputs=3", "n_parents=2", "chain_length=2", "n_examples=4",

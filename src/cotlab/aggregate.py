@@ -35,6 +35,7 @@ from cotlab.analysis.claims import CLAIMS, evaluate_claims
 from cotlab.analysis.tables import model_order, model_table, summarise_runs
 from cotlab.atomic import write_atomic
 from cotlab.config import ConfigError, fail, read_yaml
+from cotlab.formats import FORMATS
 
 IDENTITY_COLUMNS = ("run_id", "data_id", "experiment", "source", "model", "size", "format", "seed")
 DATA_FIELDS = ("vocab_size", "n_dims", "n_inputs", "n_parents", "chain_length", "n_examples", "activation",
@@ -80,7 +81,7 @@ def chance_columns(table: pd.DataFrame) -> pd.DataFrame:
         table["embed_sim_chance"] = table["n_dims"] / table["vocab_size"]
     if {"n_inputs", "n_parents", "chain_length", "format"} <= set(table):
         table["parent_prec_chance"] = [
-            parent_chance(int(n), int(m), int(c)) if fmt == "cot" else np.nan
+            parent_chance(int(n), int(m), int(c)) if FORMATS[fmt].parent_attention else np.nan
             for n, m, c, fmt in zip(table["n_inputs"], table["n_parents"], table["chain_length"], table["format"])]
     return table
 

@@ -23,7 +23,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cotlab.config import ConfigError, build, read_json
-from cotlab.model import ModelConfig, Transformer
+from cotlab.model import Transformer
+from cotlab.model_config import ModelConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -32,16 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cotlab.analysis.attention import ATTENTION_FORMATS, figure_map, model_query_maps, scores_from_maps
+from cotlab.analysis.attention import figure_map, model_query_maps, scores_from_maps
 from cotlab.analysis.similarity import chance_similarity, embedding_similarity
 from cotlab.analysis.tables import wilson_interval
 from cotlab.atomic import write_atomic
 from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets, read_json
-from cotlab.data.prompts import PLAIN_FORMATS, PromptConfig
+from cotlab.formats import FORMATS, PromptConfig, evaluated_formats
 from cotlab.metrics import reduce_scores, score_rows
 
-WITH_COT = ("cot", "cot_special_token")
-SPECIAL_FORCING = {"cot_special_token": "think", "standard_special_token": "answer"}
 ACCURACY_METRICS = ("answer_acc", "majority_baseline", "format_acc")
 
 
@@ -95,14 +93,15 @@ def scored_formats(trained: str, data_cfg: DataConfig, overrides: dict[str, Any]
                    formats: list[str] | None) -> list[tuple[PromptConfig, bool]]:
     """(prompt config, cross_format) per format to score: with CoT first, then without."""
     if formats is None:
-        formats = ["cot_special_token", "standard_special_token"] if data_cfg.special_tokens else ["cot", "standard"]
+        formats = evaluated_formats(data_cfg.special_tokens)
     out = []
     for fmt in formats:
-        values = {"format": fmt, **({"force": SPECIAL_FORCING[fmt]} if fmt in SPECIAL_FORCING else {}), **overrides}
+        force = FORMATS[fmt].eval_force if fmt in FORMATS else None
+        values = {"format": fmt, **({"force": force} if force else {}), **overrides}
         prompt_cfg = build(PromptConfig, values, prefix="prompt.")
         prompt_cfg.check(data_cfg)
-        # A hybrid model has no cross format: it was trained on both forms.
-        cross = trained in PLAIN_FORMATS + tuple(SPECIAL_FORCING) and fmt != trained
+        # A mixed-format (hybrid) model has no cross format: it was trained on both forms.
+        cross = not FORMATS[trained].mixed and fmt != trained
         out.append((prompt_cfg, cross))
     return out
 
@@ -124,7 +123,7 @@ def analyse(model: torch.nn.Module, dataset, rows, data_cfg: DataConfig, trained
     row = {"embed_sim": sim, "embed_sim_chance": chance_similarity(data_cfg.vocab_size, data_cfg.n_dims)}
     row.update({f"embed_cos_{i}": float(c) for i, c in enumerate(cosines)})
     attn_rows = rows.take(slice(0, n_attn))
-    if trained in ATTENTION_FORMATS and n_attn > 0:
+    if FORMATS[trained].parent_attention and n_attn > 0:
         maps = model_query_maps(model, attn_rows, data_cfg, batch_size=batch_size, device=device, offset=offset)
         row.update(scores_from_maps(maps, attn_rows.dag, data_cfg))
         shown, adjacency = figure_map(maps, attn_rows.dag, data_cfg)
@@ -231,7 +230,7 @@ def main(args: argparse.Namespace) -> int:
             records.append({"run_id": run_id, "trained_format": trained, "format": prompt_cfg.format,
                             "force": prompt_cfg.force or "", "drop_k": prompt_cfg.drop_k,
                             "drop_strategy": prompt_cfg.drop_strategy,
-                            "with_cot": prompt_cfg.format in WITH_COT, "cross_format": cross, **metrics})
+                            "with_cot": prompt_cfg.spec.with_cot, "cross_format": cross, **metrics})
             print(f"{run_id} {prompt_cfg.format}{' (cross-format)' if cross else ''}: answer_acc "
                   f"{metrics['answer_acc']:.4f} [{metrics['answer_acc_lo']:.4f}, {metrics['answer_acc_hi']:.4f}]"
                   f" majority {metrics['majority_baseline']:.4f} n={int(metrics['n'])}")

@@ -470,7 +470,7 @@ def check_runs(runs: list[Run]) -> None:
     Planning never calls this (it imports torch, seconds per Snakemake start): the workflow calls it
     in `onstart`, before the first job runs, and `cotlab plan` before it prints.
     """
-    from cotlab.train import TrainConfig
+    from cotlab.train_config import TrainConfig
 
     for run in runs:
         try:

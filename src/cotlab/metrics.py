@@ -38,7 +38,8 @@ import torch.nn.functional as F
 
 from cotlab.config import DataConfig
 from cotlab.data.coverage import in_context_majority
-from cotlab.data.prompts import IGNORE, PromptConfig, render_eval, render_train
+from cotlab.data.prompts import IGNORE, render_eval, render_train
+from cotlab.formats import PromptConfig
 from cotlab.decode import greedy_decode
 
 if TYPE_CHECKING:
@@ -46,18 +47,10 @@ if TYPE_CHECKING:
     from cotlab.data.store import Dataset
     from cotlab.model import Transformer
 
-STANDARD_FORMATS = ("standard", "standard_special_token")  # one scored chain position: y_C
-
-
-def chain_columns(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:
-    """How many chain_acc_i / chain_loss_i columns a format reports: 1 (standard) or C."""
-    return 1 if prompt_cfg.format in STANDARD_FORMATS else data_cfg.chain_length
-
-
 def max_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:
     """Decoding budget: C (cot), 1 (standard), C+5 minus a forced token (special-token formats)."""
     if not prompt_cfg.special:
-        return chain_columns(data_cfg, prompt_cfg)
+        return prompt_cfg.spec.chain_columns(data_cfg.chain_length)
     return data_cfg.chain_length + 5 - (prompt_cfg.force is not None)
 
 
@@ -98,7 +91,7 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
     device = torch.device(device)
     n_rows = len(rows.seq_idx) if n_rows is None else n_rows
     eval_seed = data_cfg.split_seed("eval")
-    P = chain_columns(data_cfg, prompt_cfg)
+    P = prompt_cfg.spec.chain_columns(data_cfg.chain_length)
     n_new = max_new_tokens(data_cfg, prompt_cfg)
     special = {name: i + prompt_cfg.offset for name, i in data_cfg.special_ids().items()}
     special_ids = torch.tensor(sorted(special.values()), dtype=torch.long, device=device)

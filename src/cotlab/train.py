@@ -37,97 +37,35 @@ import shutil
 import subprocess
 import sys
 import time
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from pydantic import model_validator
 from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cotlab.analysis.attention import ATTENTION_FORMATS, model_query_maps, scores_from_maps
+from cotlab.analysis.attention import model_query_maps, scores_from_maps
 from cotlab.analysis.similarity import embedding_similarity
 from cotlab.atomic import write_atomic
 from cotlab.checkpoint import replace_dir, save_hf
-from cotlab.config import ConfigError, Section, fail, load, require_positive
+from cotlab.config import ConfigError, fail, load
 from cotlab.data.loader import TrainLoader, load_rows
-from cotlab.data.prompts import IGNORE, PromptConfig
+from cotlab.data.prompts import IGNORE
 from cotlab.data.store import Dataset, open_dataset
 from cotlab.metrics import evaluate_accuracy
-from cotlab.model import MODEL_SIZES, ModelConfig, Transformer, model_config
+from cotlab.formats import FORMATS
+from cotlab.model import Transformer
+from cotlab.model_config import ModelConfig, model_config
+from cotlab.train_config import TrainConfig
 
 CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
 ANALYSIS_BATCH = 32  # sequences per attention pass: it holds (B, heads, T, T) fp32 probabilities
-FORMATS = typing.get_args(PromptConfig.model_fields["format"].annotation)
-
-
-class TrainConfig(Section):
-    """One training run: model size, optimiser, schedule of evals and checkpoints, prompt format."""
-
-    model: str = "smoke-tf8"
-    """Named size from cotlab.model.MODEL_SIZES (tf4/tf8/tf12, smoke-tf4/8/12)."""
-    batch_size: int = 64
-    """Global batch in sequences, split evenly over the ranks (experiments.md §2: 64)."""
-    n_train: int | None = None
-    """Training sequences; steps = n_train // batch_size. null = one pass over the train split."""
-    lr: float = 5e-5
-    """AdamW learning rate, constant (no warm-up or decay)."""
-    betas: list[float] = [0.9, 0.999]
-    """AdamW (beta1, beta2)."""
-    eps: float = 1e-8
-    """AdamW epsilon."""
-    weight_decay: float = 0.01
-    """AdamW decoupled weight decay, on every parameter (torch default)."""
-    eval_every: int = 500
-    """Evaluate every this many steps (and at step 0 and the last step)."""
-    checkpoint_every: int = 500
-    """Write the resume checkpoint every this many steps."""
-    n_eval: int | None = None
-    """Eval sequences: the first n_eval rows of the eval split; null = all of it."""
-    eval_batch_size: int = 256
-    """Eval prompts decoded together per rank."""
-    analysis_n: int = 256
-    """Eval sequences (the first ones, at most n_eval) teacher-forced for parent_prec; 0 = skip."""
-    precision: Literal["auto", "fp32", "tf32", "bf16"] = "auto"
-    """auto = fp32 on CPU, bf16 on GPU. bf16 = autocast with fp32 weights, optimizer state and loss;
-    tf32 = fp32 with TF32 matmuls; fp32 = TF32 off (the authors' setting)."""
-    compile: bool = False
-    """torch.compile the training forward/backward."""
-    seed: int = 42
-    """Model init seed and the loader's shuffling seed (std and cot runs see the same order)."""
-    threads: int = 1
-    """CPU threads per rank (torch.set_num_threads)."""
-    prompt: PromptConfig = PromptConfig()
-    """Prompt format, recipe and eval-time edits (cotlab.data.prompts)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> TrainConfig:
-        if self.model not in MODEL_SIZES:
-            fail("model", self.model, f"must be one of {', '.join(MODEL_SIZES)}")
-        require_positive(self, "batch_size", "n_train", "eval_every", "checkpoint_every", "n_eval",
-                         "eval_batch_size", "threads")
-        if self.n_train is not None and self.n_train < self.batch_size:
-            fail("n_train", self.n_train, f"must be >= batch_size={self.batch_size} (at least one step)")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            fail("lr", self.lr, "must be a positive finite number")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            fail("betas", self.betas, "must be two numbers in [0, 1)")
-        if not (math.isfinite(self.eps) and self.eps > 0):
-            fail("eps", self.eps, "must be a positive finite number")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            fail("weight_decay", self.weight_decay, "must be a finite number >= 0")
-        if self.analysis_n < 0:
-            fail("analysis_n", self.analysis_n, "must be >= 0")
-        if self.seed < 0:
-            fail("seed", self.seed, "must be >= 0")
-        return self
 
 
 @dataclass
@@ -356,7 +294,7 @@ def analysis_metrics(model: Transformer, run: Run, eval_rows, device: torch.devi
     out = {"embed_sim": sim, **{f"embed_cos_{i}": float(c) for i, c in enumerate(cosines)}}
     parents = {"parent_prec": math.nan, "parent_mass": math.nan, "chance": math.nan}
     n = min(cfg.analysis_n, run.n_eval)
-    if n > 0 and cfg.prompt.format in ATTENTION_FORMATS:
+    if n > 0 and cfg.prompt.spec.parent_attention:
         rows = eval_rows.take(slice(0, n))
         maps = model_query_maps(model, rows, data_cfg, batch_size=ANALYSIS_BATCH, device=device,
                                 offset=offset)
@@ -510,7 +448,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="eval split directory of the same data point")
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="run directory (created; rerun to resume)")
-    parser.add_argument("--format", choices=FORMATS, metavar="FORMAT",
+    parser.add_argument("--format", choices=list(FORMATS), metavar="FORMAT",
                         help=f"{' | '.join(FORMATS)}; overrides prompt.format")
     parser.add_argument("--config", metavar="FILE", help="YAML file of TrainConfig values")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

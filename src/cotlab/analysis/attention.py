@@ -26,12 +26,11 @@ import numpy as np
 import torch
 
 from cotlab.config import DataConfig
+from cotlab.data.prompts import render_train
+from cotlab.formats import FORMATS, PromptConfig
 
 if TYPE_CHECKING:
     from cotlab.data.generate import Rows
-
-ATTENTION_FORMATS = ("cot",)
-
 
 def query_maps(attn: np.ndarray | torch.Tensor, data_cfg: DataConfig) -> np.ndarray:
     """The query example's renormalised attention rows: (B, T, T) -> (B, C, S) float64.
@@ -91,7 +90,7 @@ def parent_precision(attn: np.ndarray | torch.Tensor, rows: Rows, data_cfg: Data
     fmt is the prompt format the sequences were rendered in; for any format but `cot` every value
     is NaN (see the module docstring).
     """
-    if fmt not in ATTENTION_FORMATS:
+    if not FORMATS[fmt].parent_attention:
         return {"parent_prec": float("nan"), "parent_mass": float("nan"), "chance": float("nan")}
     maps = query_maps(attn, data_cfg)
     return scores_from_maps(maps, rows.dag[: len(maps)], data_cfg)
@@ -118,8 +117,6 @@ def model_query_maps(model: torch.nn.Module, rows: Rows, data_cfg: DataConfig, *
     `offset` is the prompt offset the model was trained with (ids shifted into its vocabulary).
     Only the (B, C, S) slices are kept, so memory stays at one batch of (B, T, T).
     """
-    from cotlab.data.prompts import PromptConfig, render_train
-
     prompt_cfg = PromptConfig(format="cot", offset=offset)
     maps = []
     for start in range(0, len(rows.seq_idx), batch_size):

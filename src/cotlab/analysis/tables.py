@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cotlab.model_config import model_config
+
 SUMMARY_COLUMNS = ("acc_final", "acc_max", "acc_auc", "baseline", "lift", "lift_max", "tau_25", "tau_50")
 FINAL_WINDOW = 3  # evals averaged into acc_final: damps the eval noise of a single step
 
@@ -84,23 +86,14 @@ def summarise_runs(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_table(sizes: list[str], vocab_sizes: list[int]) -> pd.DataFrame:
-    """tab_models: architecture fields and parameter counts of each named size at each V.
-
-    Models are instantiated on the meta device, so even TF-12 costs no memory; the count is
-    `Transformer.num_params()` (tied embedding counted once).
-    """
-    import torch
-
-    from cotlab.model import Transformer, model_config
-
+    """tab_models: architecture fields and parameter counts of each named size at each V
+    (`ModelConfig.num_params`, the tied embedding counted once)."""
     rows = []
     for name in sizes:
         for V in vocab_sizes:
             cfg = model_config(name, V)
-            with torch.device("meta"):
-                n_params = Transformer(cfg).num_params()
             rows.append({"model": name, "vocab_size": V, "n_layer": cfg.n_layer, "d_model": cfg.d_model,
                          "n_head": cfg.n_head, "head_dim": cfg.head_dim, "n_kv_head": cfg.n_kv_head,
                          "d_ff": cfg.d_ff, "norm_eps": cfg.norm_eps, "rope_theta": cfg.rope_theta,
-                         "tied_embeddings": True, "n_params": n_params})
+                         "tied_embeddings": True, "n_params": cfg.num_params})
     return pd.DataFrame(rows)

@@ -22,7 +22,8 @@ import torch
 
 from cotlab.config import fail
 from cotlab.data.generate import Rows
-from cotlab.data.prompts import PromptConfig, render_train
+from cotlab.data.prompts import render_train
+from cotlab.formats import PromptConfig
 
 if TYPE_CHECKING:
     from cotlab.data.store import Dataset

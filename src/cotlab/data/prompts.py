@@ -18,100 +18,19 @@ examples and dropped demonstrations simply lose their think span.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import model_validator
 
-from cotlab.config import ConfigError, DataConfig, Section, fail
+from cotlab.config import ConfigError, DataConfig, fail
+from cotlab.formats import PromptConfig, RecipeConfig
 
 if TYPE_CHECKING:
     from cotlab.data.generate import Rows
 
 IGNORE = -100  # label / target value that the loss and the scorer skip
-PLAIN_FORMATS = ("standard", "cot")
-SPECIAL_FORMATS = ("standard_special_token", "cot_special_token", "hybrid_special_token")
-DROP_FORMATS = ("cot_special_token", "hybrid_special_token")  # formats whose demos have think spans
 DROP_KEY = 2  # spawn_key (2, seq_idx) of drop_strategy=random (0 = global objects, 1 = row blocks)
-
-
-class RecipeConfig(Section):
-    """CoT-Recipe (data.md §4.4): row idx of n is CoT with probability min(scale·(idx/n)^alpha + p0, p1)."""
-
-    alpha: float
-    """Exponent, >= 0; YAML `.inf` (+inf) gives r = 0 and 0 gives r = 1 (IEEE pow)."""
-    scale: float = 1.0
-    """Multiplier of (idx/n)^alpha; scale = 0 with p0 = p gives a constant probability p."""
-    p0: float = 0.0
-    """Added floor, in [0, 1]."""
-    p1: float = 1.0
-    """Upper clamp, in [0, 1], >= p0 (the reference's one-sided clamp would collapse p0 > p1 to p1)."""
-
-    @model_validator(mode="after")
-    def _check(self) -> RecipeConfig:
-        if math.isnan(self.alpha) or self.alpha < 0:
-            fail("alpha", self.alpha, "must be >= 0 (.inf allowed)")
-        if not (math.isfinite(self.scale) and self.scale >= 0):
-            fail("scale", self.scale, "must be a finite number >= 0")
-        for name in ("p0", "p1"):
-            value = getattr(self, name)
-            if not 0 <= value <= 1:  # also rejects NaN
-                fail(name, value, "must lie in [0, 1]")
-        if self.p0 > self.p1:
-            fail("p0", self.p0, f"must be <= p1={self.p1}")
-        return self
-
-
-class PromptConfig(Section):
-    """How rows become prompts: the format, the CoT-Recipe and the eval-time edits (data.md §3, §4)."""
-
-    format: Literal["standard", "cot", "standard_special_token", "cot_special_token",
-                    "hybrid_special_token"] = "cot"
-    """standard/cot need special_tokens off; the *_special_token formats need them on."""
-    recipe: RecipeConfig | None = None
-    """CoT-Recipe; required by hybrid_special_token and only allowed there."""
-    drop_k: int = 0
-    """Eval only: delete the think span of k demonstrations (0 <= k <= K-1; formats with spans)."""
-    drop_strategy: Literal["first_k", "last_k", "random"] = "first_k"
-    """Which spans drop_k deletes: earliest, nearest the query, or a keyed random permutation."""
-    offset: int = 0
-    """Added to every id (special ids and pad included, -100 kept), train and eval: maps ids into a
-    pretrained model's vocabulary."""
-    force: Literal["think", "answer"] | None = None
-    """Eval only: append ⟨ts⟩ (think) or ⟨as⟩ (answer) to the prompt; needs a special-token format."""
-
-    @model_validator(mode="after")
-    def _check(self) -> PromptConfig:
-        hybrid = self.format == "hybrid_special_token"
-        if hybrid and self.recipe is None:
-            fail("recipe", None, "hybrid_special_token needs a recipe (alpha, scale, p0, p1)")
-        if not hybrid and self.recipe is not None:
-            fail("recipe", self.recipe.to_dict(), "only format=hybrid_special_token uses a recipe")
-        if self.drop_k < 0:
-            fail("drop_k", self.drop_k, "must be >= 0")
-        if self.drop_k > 0 and self.format not in DROP_FORMATS:
-            fail("drop_k", self.drop_k, f"needs a format with think spans ({', '.join(DROP_FORMATS)})")
-        if self.offset < 0:
-            fail("offset", self.offset, "must be >= 0")
-        if self.force is not None and self.format not in SPECIAL_FORMATS:
-            fail("force", self.force, f"needs a special-token format ({', '.join(SPECIAL_FORMATS)})")
-        return self
-
-    @property
-    def special(self) -> bool:
-        return self.format in SPECIAL_FORMATS
-
-    def check(self, data_cfg: DataConfig) -> None:
-        """Raise a one-line ConfigError when this prompt config cannot render `data_cfg`'s rows."""
-        if self.special and not data_cfg.special_tokens:
-            fail("format", self.format, "needs special_tokens=true in the data config")
-        if not self.special and data_cfg.special_tokens:
-            fail("format", self.format, "needs special_tokens=false in the data config "
-                 f"(with special tokens use one of {', '.join(SPECIAL_FORMATS)})")
-        if self.drop_k > data_cfg.n_examples - 1:
-            fail("drop_k", self.drop_k, f"must be <= n_examples-1={data_cfg.n_examples - 1} demonstrations")
 
 
 @dataclass
@@ -149,10 +68,10 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int) -> np.ndarra
     (data.md §6.2), so the CoT sets are nested across recipes. Other formats: all or none.
     """
     shape = rows.inputs.shape[:2]
-    if prompt_cfg.format != "hybrid_special_token":
-        return np.full(shape, prompt_cfg.format in ("cot", "cot_special_token"))
+    if not prompt_cfg.spec.mixed:
+        return np.full(shape, prompt_cfg.spec.with_cot)
     if rows.cot_u is None:
-        raise ConfigError("format='hybrid_special_token': rows carry no cot_u coins "
+        raise ConfigError(f"format={prompt_cfg.format!r}: rows carry no cot_u coins "
                           "(generate the data with special_tokens=true)")
     if len(rows.seq_idx) and int(rows.seq_idx.max()) >= n_rows:
         fail("n_rows", n_rows, f"must exceed every seq_idx (max {int(rows.seq_idx.max())})")
@@ -170,7 +89,7 @@ def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_r
     prompt_cfg.check(data_cfg)
     _check_rows(rows, data_cfg)
     if not prompt_cfg.special:
-        ids, labels = _plain_examples(rows, prompt_cfg.format)  # (B, K, S) each
+        ids, labels = _plain_examples(rows, prompt_cfg.spec.with_cot)  # (B, K, S) each
         B, K, S = ids.shape
         ids, labels = ids.reshape(B, K * S), labels.reshape(B, K * S)  # (B, T)
         return _offset_train(TrainBatch(ids, labels, np.ones(ids.shape, bool)), prompt_cfg.offset)
@@ -208,10 +127,10 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
     B, K, N = rows.inputs.shape
     C = rows.chain.shape[2]
     if not prompt_cfg.special:
-        ids, _ = _plain_examples(rows, prompt_cfg.format)  # (B, K, S)
+        ids, _ = _plain_examples(rows, prompt_cfg.spec.with_cot)  # (B, K, S)
         S = ids.shape[2]
         prompt = ids.reshape(B, K * S)[:, : S * (K - 1) + N]  # (B, Tp)
-        cot = prompt_cfg.format == "cot"
+        cot = prompt_cfg.spec.with_cot
         target = rows.chain[:, K - 1, :] if cot else rows.chain[:, K - 1, -1:]  # (B, Tt)
         answer_pos = np.full(B, C - 1 if cot else 0, np.int64)
         batch = EvalBatch(prompt.astype(np.int64), np.ones(prompt.shape, bool),
@@ -262,9 +181,9 @@ def _check_rows(rows: Rows, data_cfg: DataConfig) -> None:
                           f"the data config (n_examples={K}, n_inputs={N}, chain_length={C})")
 
 
-def _plain_examples(rows: Rows, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+def _plain_examples(rows: Rows, with_cot: bool) -> tuple[np.ndarray, np.ndarray]:
     """Paper-1 examples x_1..x_N [y_1..y_{C-1}] y_C: ids and labels, (B, K, S) int64 each."""
-    chain = rows.chain if fmt == "cot" else rows.chain[:, :, -1:]
+    chain = rows.chain if with_cot else rows.chain[:, :, -1:]
     ids = np.concatenate([rows.inputs, chain], axis=2).astype(np.int64)  # (B, K, N + C or N + 1)
     labels = ids.copy()
     labels[:, :, : rows.inputs.shape[2]] = IGNORE

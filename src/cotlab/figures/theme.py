@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from cotlab.atomic import write_atomic  # noqa: E402
+from cotlab.formats import FORMATS  # noqa: E402
 
 _BLUE, _ORANGE, _GREEN, _RED, _PURPLE, _BROWN, _PINK, _GREY, _YELLOW, _CYAN = sns.color_palette("colorblind", 10)
 
@@ -24,13 +25,10 @@ MODEL_COLORS = {"tf4": _BLUE, "tf8": _ORANGE, "tf12": _GREEN,
                 "smoke-tf4": _BLUE, "smoke-tf8": _ORANGE, "smoke-tf12": _GREEN}
 MODEL_LABELS = {"tf4": "TF-4", "tf8": "TF-8", "tf12": "TF-12",
                 "smoke-tf4": "TF-4 (smoke)", "smoke-tf8": "TF-8 (smoke)", "smoke-tf12": "TF-12 (smoke)"}
-FORMAT_LABELS = {"cot": "CoT", "standard": "standard",
-                 "cot_special_token": "CoT (special tokens)", "standard_special_token": "standard (special tokens)",
-                 "hybrid_special_token": "hybrid (CoT-Recipe)"}
-FORMAT_DASHES = {"cot": "", "standard": (4, 2), "cot_special_token": "", "standard_special_token": (4, 2),
-                 "hybrid_special_token": (1, 1)}
-FORMAT_COLORS = {"cot": _RED, "standard": (0.2, 0.2, 0.2), "cot_special_token": _RED,
-                 "standard_special_token": (0.2, 0.2, 0.2), "hybrid_special_token": _CYAN}
+FORMAT_LABELS = {name: f.label for name, f in FORMATS.items()}
+# CoT solid red, standard dashed dark grey, the mixed recipe dotted cyan (same look with special tokens)
+FORMAT_DASHES = {name: (1, 1) if f.mixed else "" if f.with_cot else (4, 2) for name, f in FORMATS.items()}
+FORMAT_COLORS = {name: _CYAN if f.mixed else _RED if f.with_cot else (0.2, 0.2, 0.2) for name, f in FORMATS.items()}
 REGIME_LABELS = {"a": "(a) fresh H, fresh DAG", "b": "(b) fixed DAG, fresh H", "c": "(c) pool of 100 H",
                  "d": "(d) pool of 40 H", "e": "(e) one fixed H"}
 ACTIVATION_COLORS = {"leaky_relu": _BLUE, "relu": _RED, "silu": _PURPLE, "identity": _BROWN}

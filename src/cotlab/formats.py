@@ -1,0 +1,168 @@
+"""Prompt formats: the one table of what each format is, and the prompt config (docs/prompts.md).
+
+Every module that needs a fact about a format (which ones carry chain-of-thought, which need the
+special tokens, how long a sequence is, how `cotlab evaluate` forces it, which slug a run id uses)
+reads it from `FORMATS` here. Torch-free: the workflow validates prompt configs at planning time.
+
+Letters: K examples (the query included), N inputs, C chain tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import model_validator
+
+from cotlab.config import Section, fail
+
+if TYPE_CHECKING:
+    from cotlab.config import DataConfig
+
+
+@dataclass(frozen=True)
+class Format:
+    """One prompt format (paper 1: standard/cot; paper 2: the *_special_token formats)."""
+
+    name: str
+    slug: str
+    """Short name in run ids (`...-tf8-cot__<hash>`)."""
+    label: str
+    """Legend text in figures."""
+    with_cot: bool
+    """The query's intermediate chain tokens are generated before the answer (scored "with CoT")."""
+    special: bool
+    """Needs the reserved special tokens (DataConfig.special_tokens)."""
+    mixed: bool = False
+    """Examples mix both forms (the CoT-Recipe); such a model has no cross format."""
+    eval_force: Literal["think", "answer"] | None = None
+    """Token `cotlab evaluate` appends to the prompt when it scores this format (⟨ts⟩ / ⟨as⟩)."""
+
+    @property
+    def think_spans(self) -> bool:
+        """Demonstrations may carry ⟨ts⟩..⟨te⟩ spans that drop_k can delete."""
+        return self.special and (self.with_cot or self.mixed)
+
+    @property
+    def parent_attention(self) -> bool:
+        """The query's y_1..y_{c-1} sit at fixed offsets, so attention-to-parent is defined (plain cot)."""
+        return self.with_cot and not self.special
+
+    def chain_columns(self, chain_length: int) -> int:
+        """chain_acc_i columns scored: C when the chain is generated (or may be), else 1 (y_C)."""
+        return chain_length if (self.with_cot or self.mixed) else 1
+
+    def sequence_length(self, n_examples: int, n_inputs: int, chain_length: int) -> int:
+        """Tokens T of one training sequence; a mixed format counts every example as CoT (an upper bound).
+
+        Plain: K examples of N inputs + C (cot) or 1 (standard) tokens. Special: ⟨bos⟩ + K examples of
+        ⟨is⟩ x ⟨ie⟩ [⟨ts⟩ y_1..y_{C-1} ⟨te⟩] ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩, i.e. N + C + 7 or N + 6 tokens.
+        """
+        K, N, C = n_examples, n_inputs, chain_length
+        cot = self.with_cot or self.mixed
+        if not self.special:
+            return K * (N + (C if cot else 1))
+        return 1 + K * (N + (C + 7 if cot else 6))
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("standard", "std", "standard", with_cot=False, special=False),
+    Format("cot", "cot", "CoT", with_cot=True, special=False),
+    Format("standard_special_token", "stdsp", "standard (special tokens)", with_cot=False, special=True,
+           eval_force="answer"),
+    Format("cot_special_token", "cotsp", "CoT (special tokens)", with_cot=True, special=True, eval_force="think"),
+    Format("hybrid_special_token", "hyb", "hybrid (CoT-Recipe)", with_cot=False, special=True, mixed=True),
+)}
+FormatName = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
+
+
+def evaluated_formats(special_tokens: bool) -> list[str]:
+    """What `cotlab evaluate` scores by default: the pure formats of the data's kind, with CoT first."""
+    pure = [f for f in FORMATS.values() if f.special == special_tokens and not f.mixed]
+    return [f.name for f in sorted(pure, key=lambda f: not f.with_cot)]
+
+
+def _names(keep) -> str:
+    return ", ".join(name for name, f in FORMATS.items() if keep(f))
+
+
+class RecipeConfig(Section):
+    """CoT-Recipe (data.md §4.4): row idx of n is CoT with probability min(scale·(idx/n)^alpha + p0, p1)."""
+
+    alpha: float
+    """Exponent, >= 0; YAML `.inf` (+inf) gives r = 0 and 0 gives r = 1 (IEEE pow)."""
+    scale: float = 1.0
+    """Multiplier of (idx/n)^alpha; scale = 0 with p0 = p gives a constant probability p."""
+    p0: float = 0.0
+    """Added floor, in [0, 1]."""
+    p1: float = 1.0
+    """Upper clamp, in [0, 1], >= p0 (the reference's one-sided clamp would collapse p0 > p1 to p1)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> RecipeConfig:
+        if math.isnan(self.alpha) or self.alpha < 0:
+            fail("alpha", self.alpha, "must be >= 0 (.inf allowed)")
+        if not (math.isfinite(self.scale) and self.scale >= 0):
+            fail("scale", self.scale, "must be a finite number >= 0")
+        for name in ("p0", "p1"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:  # also rejects NaN
+                fail(name, value, "must lie in [0, 1]")
+        if self.p0 > self.p1:
+            fail("p0", self.p0, f"must be <= p1={self.p1}")
+        return self
+
+
+class PromptConfig(Section):
+    """How rows become prompts: the format, the CoT-Recipe and the eval-time edits (data.md §3, §4)."""
+
+    format: FormatName = "cot"
+    """standard/cot need special_tokens off; the *_special_token formats need them on."""
+    recipe: RecipeConfig | None = None
+    """CoT-Recipe; required by the mixed format (hybrid_special_token) and only allowed there."""
+    drop_k: int = 0
+    """Eval only: delete the think span of k demonstrations (0 <= k <= K-1; formats with spans)."""
+    drop_strategy: Literal["first_k", "last_k", "random"] = "first_k"
+    """Which spans drop_k deletes: earliest, nearest the query, or a keyed random permutation."""
+    offset: int = 0
+    """Added to every id (special ids and pad included, -100 kept), train and eval: maps ids into a
+    pretrained model's vocabulary."""
+    force: Literal["think", "answer"] | None = None
+    """Eval only: append ⟨ts⟩ (think) or ⟨as⟩ (answer) to the prompt; needs a special-token format."""
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptConfig:
+        fmt = self.spec
+        if fmt.mixed and self.recipe is None:
+            fail("recipe", None, f"{fmt.name} needs a recipe (alpha, scale, p0, p1)")
+        if not fmt.mixed and self.recipe is not None:
+            fail("recipe", self.recipe.to_dict(), f"only format={_names(lambda f: f.mixed)} uses a recipe")
+        if self.drop_k < 0:
+            fail("drop_k", self.drop_k, "must be >= 0")
+        if self.drop_k > 0 and not fmt.think_spans:
+            fail("drop_k", self.drop_k, f"needs a format with think spans ({_names(lambda f: f.think_spans)})")
+        if self.offset < 0:
+            fail("offset", self.offset, "must be >= 0")
+        if self.force is not None and not fmt.special:
+            fail("force", self.force, f"needs a special-token format ({_names(lambda f: f.special)})")
+        return self
+
+    @property
+    def spec(self) -> Format:
+        """This format's row of `FORMATS`."""
+        return FORMATS[self.format]
+
+    @property
+    def special(self) -> bool:
+        return self.spec.special
+
+    def check(self, data_cfg: DataConfig) -> None:
+        """Raise a one-line ConfigError when this prompt config cannot render `data_cfg`'s rows."""
+        if self.special and not data_cfg.special_tokens:
+            fail("format", self.format, "needs special_tokens=true in the data config")
+        if not self.special and data_cfg.special_tokens:
+            fail("format", self.format, "needs special_tokens=false in the data config "
+                 f"(with special tokens use one of {_names(lambda f: f.special)})")
+        if self.drop_k > data_cfg.n_examples - 1:
+            fail("drop_k", self.drop_k, f"must be <= n_examples-1={data_cfg.n_examples - 1} demonstrations")
