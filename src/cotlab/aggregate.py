@@ -1,24 +1,25 @@
-"""`cotlab aggregate`: join an experiment's runs into results/tables/<id>.csv and draw its figure.
+"""`cotlab aggregate`: join a card's runs into its table and draw its figure (docs/figures.md).
 
     cotlab aggregate EXPERIMENT [--scale S] [--config-dir config] [--results results]
     cotlab aggregate claims [--scale S] [--config-dir config] [--results results]
 
-For a training card (kind `runs`) the runs come from `cotlab.experiments.run_table`; the aggregate
-reads each run's learning curve (results/runs/<run_id>/metrics.parquet) and final evaluation
-(results/eval/<run_id>.parquet, plus .analysis.parquet and .attention.npz beside it when present)
-and writes one row per run x eval step: the run's identity (run_id, model, size, format, seed),
-every swept value and every data field as columns, the curve's metrics, the per-run summary of
-experiments.md §3 (acc_final, acc_max, acc_auc, lift, tau_25, tau_50; analysis.tables) and the
-final evaluation with and without CoT (`with_cot_*`, `without_cot_*` columns; `final_*` for the
-analyses). The figure is drawn as the card's plot spec says (cotlab.figures).
+In the workflow each aggregate job is handed its card's plan (`cotlab.jobs.Jobs.plan`): the card at
+the scale and, per run or grid point, the exact files to read, which are the job's inputs. By hand,
+`cotlab aggregate EXPERIMENT` makes the same plan from the cards and calls the same function.
 
-Other kinds: `coverage` (fig_token_coverage) reads results/coverage/<data_id>.parquet of each grid
-point; `data` (fig_teaser) reads the generated train splits; `static` cards are tables computed
-from the configs (tab_models: parameter counts on the meta device; tab_hparams: every card's
-resolved settings at the scale).
+For a training card (kind `runs`) the aggregate reads each run's learning curve (metrics.parquet),
+final evaluation (scores, analysis, attention maps) and the TokenCoverage of its train split, and
+writes one row per run x eval step: the run's identity (run_id, model, size, format, seed), every
+swept value and every data field as columns, the curve's metrics, the per-run summary
+(acc_final, acc_max, acc_auc, lift, tau_25, tau_50; analysis.tables) and the final evaluation with
+and without CoT (`with_cot_*`, `without_cot_*` columns; `final_*` for the analyses).
 
-`claims` is a pseudo-experiment: it reads the card tables that exist under results/tables and
-writes results/tables/claims.csv (analysis.claims), one row per claim with its verdict.
+Other kinds: `coverage` (fig_token_coverage) reads the coverage stage's reports of each grid point;
+`data` (fig_teaser) reads a generated train split; `models` (tab_models) counts parameters from
+the model configs; `hparams` (tab_hparams) lists every card's settings resolved at planning time.
+
+`claims` reads the card tables it is given and writes claims.csv (analysis.claims), one row per
+claim with its verdict. Tables, figures and claims live under the scale (`cotlab.layout`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ from cotlab.analysis.attention import parent_chance
 from cotlab.analysis.claims import CLAIMS, evaluate_claims
 from cotlab.analysis.tables import model_order, model_table, summarise_runs
 from cotlab.atomic import write_atomic
-from cotlab.config import ConfigError, fail, read_yaml
+from cotlab.config import ConfigError, DataConfig, fail, read_yaml
+from cotlab.data.coverage import token_coverage
+from cotlab.data.store import open_dataset
+from cotlab.figures import attention, coverage, curves, positions, teaser
+from cotlab.figures.coverage import coverage_table
+from cotlab.figures.teaser import teaser_table
 from cotlab.formats import FORMATS
+from cotlab.jobs import workflow_jobs
+from cotlab.layout import Layout
 
 IDENTITY_COLUMNS = ("run_id", "data_id", "experiment", "source", "model", "size", "format", "seed")
 DATA_FIELDS = ("vocab_size", "n_dims", "n_inputs", "n_parents", "chain_length", "n_examples", "activation",
@@ -144,8 +152,6 @@ def check_plot_columns(table: pd.DataFrame, plot: dict[str, Any]) -> None:
 
 def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str | Path, **extra: Any) -> list[str]:
     """Draw the card's figure into out_png and the .pdf beside it (figure module by plot kind)."""
-    from cotlab.figures import attention, coverage, curves, positions
-
     kind = plot.get("kind", "curves")
     if kind == "curves":
         return curves.draw(table, plot, str(out_png))
@@ -156,7 +162,6 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str | Path, **extra
     if kind == "map" and "maps" in extra:
         return attention.draw(table, plot, str(out_png), extra["maps"])
     if kind == "map":
-        from cotlab.figures import teaser
         return teaser.draw(table, plot, str(out_png), **extra)
     raise ConfigError(f"plot.kind={kind!r}: no figure module draws it (curves, points, map; "
                       "tables set figure: false)")
@@ -164,97 +169,90 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str | Path, **extra
 
 # ----------------------------------------------------------------------------- reading results
 
-def write_csv(table: pd.DataFrame, path: Path) -> None:
+def write_csv(table: pd.DataFrame, path: str | Path) -> None:
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
-def read_results(runs: pd.DataFrame, results: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
-    """Curves, evaluation rows and attention arrays of every run; a missing file is a ConfigError."""
+def run_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """A plan's runs as one row each: identity columns, every swept key, then `data` and `train` dicts."""
+    swept = list(dict.fromkeys(k for run in runs for k in run["values"]))
+    rows = [{**{c: run[c] for c in IDENTITY_COLUMNS}, **{k: run["values"].get(k) for k in swept},
+             "data": run["data"], "train": run["train"]} for run in runs]
+    return pd.DataFrame(rows, columns=[*IDENTITY_COLUMNS, *swept, "data", "train"])
+
+
+def read_results(runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict]]:
+    """Curves, evaluation rows and attention arrays of a plan's runs; a missing file is a ConfigError."""
     curves, finals, maps = [], [], {}
-    for run_id in runs["run_id"]:
-        metrics = results / "runs" / run_id / "metrics.parquet"
-        evaluation = results / "eval" / f"{run_id}.parquet"
-        for path in (metrics, evaluation):
-            if not path.is_file():
-                raise ConfigError(f"{path}: not found (train and evaluate run {run_id} first)")
-        curves.append(pd.read_parquet(metrics).assign(run_id=run_id))
-        final = pd.read_parquet(evaluation).assign(run_id=run_id)
-        analysis = results / "eval" / f"{run_id}.analysis.parquet"
-        if analysis.is_file():
-            extra = pd.read_parquet(analysis).drop(columns=["run_id", "trained_format"], errors="ignore")
-            final = final.assign(**{c: extra[c].iloc[0] for c in ANALYSIS_COLUMNS if c in extra})
-        finals.append(final)
-        npz = results / "eval" / f"{run_id}.attention.npz"
-        if npz.is_file():
-            with np.load(npz) as arrays:
-                maps[run_id] = {name: arrays[name] for name in arrays.files}
+    for run in runs:
+        run_id, files = run["run_id"], run["files"]
+        for kind in ("metrics", "scores", "analysis", "attention"):
+            if not Path(files[kind]).is_file():
+                raise ConfigError(f"{files[kind]}: not found (train and evaluate run {run_id} first)")
+        curves.append(pd.read_parquet(files["metrics"]).assign(run_id=run_id))
+        final = pd.read_parquet(files["scores"]).assign(run_id=run_id)
+        extra = pd.read_parquet(files["analysis"])
+        finals.append(final.assign(**{c: extra[c].iloc[0] for c in ANALYSIS_COLUMNS if c in extra}))
+        with np.load(files["attention"]) as arrays:
+            maps[run_id] = {name: arrays[name] for name in arrays.files}
     return pd.concat(curves, ignore_index=True), pd.concat(finals, ignore_index=True), maps
 
 
-def train_coverage(runs: pd.DataFrame, results: Path, n: int = 10_000) -> pd.Series:
-    """TokenCoverage (cov_chain) of the first n rows of each run's train split, NaN where the split
-    is absent; fig_activation puts it in its panel titles (data.md §5 default n = 10,000)."""
-    from cotlab.data.coverage import token_coverage
-    from cotlab.data.store import open_dataset
-
-    coverage = {}
-    for data_id in runs["data_id"].unique():
-        path = results / "data" / data_id / "train"
-        if (path / "manifest.json").is_file():
-            dataset = open_dataset(path, verify=False)  # verified when training read it; only 10k rows here
-            rows = dataset.read(0, min(n, dataset.n_rows))
-            coverage[data_id] = token_coverage(rows, dataset.config.n_usable)["cov_chain"]
-    return runs["data_id"].map(coverage).astype(float)
+def train_coverage(runs: list[dict[str, Any]], n: int = 10_000) -> list[float]:
+    """TokenCoverage (cov_chain) of the first n rows of each run's train split (docs/metrics.md,
+    default n = 10,000); fig_activation puts it in its panel titles."""
+    by_path: dict[str, float] = {}
+    for path in dict.fromkeys(run["files"]["train_data"] for run in runs):
+        dataset = open_dataset(path, verify=False)  # verified when training read it; only 10k rows here
+        by_path[path] = token_coverage(dataset.read(0, min(n, dataset.n_rows)), dataset.config.n_usable)["cov_chain"]
+    return [by_path[run["files"]["train_data"]] for run in runs]
 
 
-def hparams_table(config_dir: str, scale: str) -> pd.DataFrame:
-    """tab_hparams: per training card at the scale, its data point, grid and training settings."""
-    from cotlab.experiments import card_ids, expand, load_card, resolve_card
-
-    rows = []
-    for exp_id in card_ids(config_dir):
-        card = load_card(exp_id, config_dir)
-        if card["kind"] != "runs":
-            continue
-        resolved = resolve_card(exp_id, scale, config_dir)
-        runs = expand(exp_id, scale, config_dir)
-        train = runs[0].train if runs else resolved["train"]
-        grid = "; ".join(f"{k}: {', '.join(map(str, v if isinstance(v, list) else list(v)))}"
-                         for k, v in resolved["sweep"].items())
-        rows.append({
-            "card": exp_id, "scale": scale, "reuses": ", ".join(card["reuse"]),
-            "data": ", ".join(f"{k}={v}" for k, v in sorted(resolved["data"].items())), "grid": grid,
-            "models": ", ".join(resolved["model_sizes"].get(m, m) for m in resolved["models"]),
-            "formats": ", ".join(resolved["formats"]), "runs": len(runs),
-            "n_train": train["n_train"], "batch_size": train["batch_size"],
-            "steps": train["n_train"] // train["batch_size"],
-            "eval_every_seqs": resolved["eval_every_seqs"], "eval_every_steps": train.get("eval_every"),
-            "n_eval": train["n_eval"], "lr": train.get("lr"), "seeds": ", ".join(map(str, resolved["seeds"])),
-            "precision": train.get("precision")})
-    return pd.DataFrame(rows)
-
-
-def models_table(config_dir: str, scale: str) -> pd.DataFrame:
-    """tab_models at the scale: the card's models (their sizes at this scale) x its vocabulary sizes."""
-    from cotlab.experiments import resolve_card
-
-    card = resolve_card("tab_models", scale, config_dir)
+def models_table(card: dict[str, Any]) -> pd.DataFrame:
+    """tab_models at the card's scale: its models (their sizes at this scale) x its vocabulary sizes."""
     sizes = [card["model_sizes"].get(m, m) for m in card["models"]]
-    vocab = card["sweep"].get("vocab_size") or [card["data"].get("vocab_size", 1024)]
+    vocab = card["sweep"].get("vocab_size") or [card["data"].get("vocab_size", DataConfig().vocab_size)]
     return model_table(sizes, [int(v) for v in vocab])
 
 
-def read_card_tables(tables_dir: Path) -> dict[str, pd.DataFrame]:
-    """The card tables the claims need, those that exist."""
-    out = {}
-    for card in dict.fromkeys(c.card for c in CLAIMS):
-        path = tables_dir / f"{card}.csv"
-        if path.is_file():
-            out[card] = pd.read_csv(path)
-    return out
+# ----------------------------------------------------------------------------- entry points
+
+def aggregate_card(plan: dict[str, Any], table_out: str | Path, png_out: str | Path | None = None) -> list[str]:
+    """Write a card's table (and figure, when `png_out` is given) from its plan (`cotlab.jobs`):
+    the card at a scale and the files of its runs or points. Returns the files written."""
+    card, kind = plan["card"], plan["card"]["kind"]
+    plot = card["plot"]
+    extra: dict[str, Any] = {}
+    if kind == "runs":
+        if not plan["runs"]:
+            fail("experiment", card["id"], f"has no runs at scale {card['scale']}")
+        curves, finals, maps = read_results(plan["runs"])
+        runs = run_frame(plan["runs"]).assign(coverage=train_coverage(plan["runs"]))
+        table = aggregate_runs(runs, curves, finals, plot)
+        extra = {"maps": maps}
+    elif kind == "coverage":
+        table = coverage_table(plan["points"])
+    elif kind == "data":
+        table, extra = teaser_table(plan["points"])
+    elif kind == "models":
+        table = models_table(card)
+    else:  # hparams: the rows were resolved when the workflow planned
+        table = pd.DataFrame(plan["rows"])
+    write_csv(table, table_out)
+    written = [str(table_out)]
+    if png_out is not None and card["figure"] and plot.get("kind") != "table":
+        written += draw(table, plot, png_out, **extra)
+    print(f"{card['id']} at scale {card['scale']} ({card['title']}): " + ", ".join(written))
+    return written
 
 
-# ----------------------------------------------------------------------------- CLI
+def aggregate_claims(tables: dict[str, str | Path], out: str | Path) -> pd.DataFrame:
+    """claims.csv from the card tables it is given (card id -> csv); claims of other cards are "not run"."""
+    claims = evaluate_claims({card: pd.read_csv(path) for card, path in tables.items()})
+    write_csv(claims, out)
+    print(claims[["claim", "verdict"]].to_string(index=False))
+    return claims
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("experiment", help="a card id under CONFIG_DIR/experiments, or `claims`")
@@ -270,44 +268,14 @@ def default_scale(config_dir: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from cotlab.experiments import load_card, points, run_table
-
-    results = Path(args.results)
+    """By hand, outside the workflow: plan the card as the workflow would, then aggregate it."""
     scale = args.scale or default_scale(args.config_dir)
-    tables_dir, figures_dir = results / "tables", results / "figures"
+    layout = Layout(scale, args.results)
     if args.experiment == "claims":
-        claims = evaluate_claims(read_card_tables(tables_dir))
-        write_csv(claims, tables_dir / "claims.csv")
-        print(claims[["claim", "verdict"]].to_string(index=False))
+        cards = dict.fromkeys(claim.card for claim in CLAIMS)
+        aggregate_claims({c: layout.table(c) for c in cards if Path(layout.table(c)).is_file()}, layout.claims())
         return 0
-
-    card = load_card(args.experiment, args.config_dir)  # ConfigError naming known cards if unknown
-    plot = card["plot"]
-    out_csv, out_png = tables_dir / f"{args.experiment}.csv", figures_dir / f"{args.experiment}.png"
-    extra: dict[str, Any] = {}
-    if args.experiment == "tab_models":
-        table = models_table(args.config_dir, scale)
-    elif args.experiment == "tab_hparams":
-        table = hparams_table(args.config_dir, scale)
-    elif card["kind"] == "runs":
-        runs = run_table(args.experiment, scale, args.config_dir)
-        if runs.empty:
-            fail("experiment", args.experiment, f"has no runs at scale {scale}")
-        curves, finals, maps = read_results(runs, results)
-        runs = runs.assign(coverage=train_coverage(runs, results))
-        table = aggregate_runs(runs, curves, finals, plot)
-        extra = {"maps": maps}
-    elif card["kind"] == "coverage":
-        from cotlab.figures.coverage import coverage_table
-        table = coverage_table(points(args.experiment, scale, args.config_dir), results)
-    elif card["kind"] == "data":
-        from cotlab.figures.teaser import teaser_table
-        table, extra = teaser_table(points(args.experiment, scale, args.config_dir), results)
-    else:
-        fail("experiment", args.experiment, f"kind={card['kind']!r} has no aggregate")
-    write_csv(table, out_csv)
-    written = [str(out_csv)]
-    if card.get("figure", True) and plot.get("kind") != "table":
-        written += draw(table, plot, out_png, **extra)
-    print(f"{args.experiment} at scale {scale} ({card['title']}): " + ", ".join(written))
+    jobs = workflow_jobs([args.experiment], scale, args.config_dir, args.results)
+    png = layout.figure(args.experiment) if jobs.cards[args.experiment].figure else None
+    aggregate_card(jobs.plan(args.experiment), layout.table(args.experiment), png)
     return 0

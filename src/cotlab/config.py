@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-
-import re
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -21,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 GENERATOR_VERSION = 1
 SPECIAL_TOKEN_NAMES = ("pad", "bos", "eos", "input_start", "input_end", "think_start", "think_end",
                        "answer_start", "answer_end")  # ids V-1, V-2, ..., V-9 (data.md §4.2)
-ACTIVATIONS = ("leaky_relu", "relu", "silu", "identity")
 
 
 class ConfigError(ValueError):
@@ -179,6 +177,20 @@ def data_slug(data: dict[str, Any]) -> str:
     return "-".join(parts)
 
 
+def resolved_data(cfg: DataConfig) -> dict[str, Any]:
+    """The config as a dataset's manifest stores it: eval_seed filled in, so equal data hash equally."""
+    return {**cfg.to_dict(), "eval_seed": cfg.split_seed("eval")}
+
+
+def data_id(cfg: DataConfig) -> str:
+    """The one id of a data point, on disk and in its manifest: readable slug + hash of everything
+    that determines the rows except the split size, e.g. ``V1024-K40-C2__3f9a1c2b``. Train and eval
+    share it; prefix stability makes n_sequences irrelevant to which rows a given index holds."""
+    identity = {**resolved_data(cfg), "generator_version": GENERATOR_VERSION}
+    del identity["n_sequences"]
+    return data_slug(cfg.to_dict()) + "__" + stable_hash(identity)
+
+
 S = TypeVar("S", bound=BaseModel)
 
 
@@ -296,3 +308,30 @@ def stable_hash(obj: Any, length: int = 8) -> str:
     """Short SHA-256 of a JSON-able object with sorted keys (used for data_id and run_id)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def _yaml_value(value: Any) -> str:
+    """A value written so that `--set` (YAML) reads it back unchanged."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+        mantissa, e, exponent = repr(value).partition("e")
+        # YAML 1.1 (PyYAML) reads 5e-05 as a string: a float's mantissa needs a dot
+        return mantissa + ("" if "." in mantissa else ".0") + e + exponent
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z_][\w-]*", value) and yaml.safe_load(value) == value:
+        return value  # a plain word (fp32, cot, leaky_relu) reads the same unquoted
+    return json.dumps(value)
+
+
+def set_items(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """``{"a": {"b": 1}, "c": None}`` -> ``["a.b=1", "c=null"]``: nested dicts become dotted keys;
+    the inverse of `parse_sets`, so a resolved point round-trips through `--set`."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out.extend(set_items(value, f"{prefix}{key}."))
+        else:
+            out.append(f"{prefix}{key}={_yaml_value(value)}")
+    return out

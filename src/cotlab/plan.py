@@ -20,7 +20,9 @@ import argparse
 from typing import Any
 
 from cotlab.config import merge, parse_sets, read_yaml
-from cotlab.experiments import Run, check_runs, sequence_length, workflow_config, workflow_jobs
+from cotlab.cards import Run
+from cotlab.formats import FORMATS
+from cotlab.jobs import workflow_config, workflow_jobs
 
 TF4_TOKENS_PER_S = 344_000.0
 SMALL_STEP_TOKENS = 8_192   # below this many tokens per step the GPU is under-used
@@ -29,16 +31,22 @@ OVERHEAD_FACTOR = 1.15      # in-loop evals and analyses
 STARTUP_S = 30.0            # torch.compile
 
 
+def sequence_length(run: Run) -> int:
+    """T of a run's training sequences (`cotlab.formats`; an upper bound for the mixed format)."""
+    data = run.data.data
+    return FORMATS[run.format].sequence_length(data["n_examples"], data["n_inputs"], data["chain_length"])
+
+
 def tokens(run: Run) -> int:
     """Training tokens of a run: n_train sequences of T tokens."""
-    return run.train["n_train"] * sequence_length(run.data.data, run.format)
+    return run.train["n_train"] * sequence_length(run)
 
 
 def train_seconds(run: Run, gpus: int) -> float:
     """Estimated wall time of one training run on `gpus` H100s (1 if 0: the model is a GPU model)."""
     layers = int(run.model.removeprefix("tf"))  # card names tf4/tf8/tf12 carry the paper depth
     rate = TF4_TOKENS_PER_S / (layers / 4)
-    if run.train["batch_size"] * sequence_length(run.data.data, run.format) < SMALL_STEP_TOKENS:
+    if run.train["batch_size"] * sequence_length(run) < SMALL_STEP_TOKENS:
         rate *= SMALL_STEP_FACTOR
     return tokens(run) / (rate * max(gpus, 1)) * OVERHEAD_FACTOR + STARTUP_S
 
@@ -48,7 +56,6 @@ def plan_table(experiments: list[str], scale: str, config_dir: str = "config",
     """Rows (experiment, generate, train, evaluate, coverage, aggregate, train_tokens, gpu_hours), the last
     one 'total', and the GPUs per training run (`train_gpus`, or the scale's when None)."""
     jobs = workflow_jobs(experiments, scale, config_dir)
-    check_runs(list(jobs.runs.values()))
     gpus = jobs.resources["train"].gpus if train_gpus is None else train_gpus
 
     def row(name: str, run_ids: set[str], splits: set, coverage: set, aggregates: int) -> dict[str, Any]:
@@ -61,12 +68,13 @@ def plan_table(experiments: list[str], scale: str, config_dir: str = "config",
     rows = []
     for exp_id in experiments:
         run_ids = set(jobs.runs_of[exp_id])
-        splits = {(jobs.runs[r].data_id, s) for r in run_ids for s in ("train", "eval")}
-        kind = jobs.experiments[exp_id].kind
-        points = jobs.points_of[exp_id]
+        runs = [jobs.runs[r].data for r in run_ids]
+        splits = {(d.data_id, s, d.n_rows(s)) for d in runs for s in ("train", "eval")}
+        kind = jobs.cards[exp_id].kind
+        points = [p.data for p in jobs.points_of[exp_id]]
         if kind in ("coverage", "data"):
-            splits |= {(p.data.data_id, "train") for p in points}
-        coverage = {p.data.data_id for p in points} if kind == "coverage" else set()
+            splits |= {(d.data_id, "train", d.n_train) for d in points}
+        coverage = {(d.data_id, d.n_train) for d in points} if kind == "coverage" else set()
         rows.append(row(exp_id, run_ids, splits, coverage, 1))
     rows.append(row("total", set(jobs.runs), jobs.splits, jobs.coverage, len(experiments)))
     return rows, gpus

@@ -1,4 +1,4 @@
-"""One table and figure per experiment card (experiments.md §7), captioned for `snakemake --report`
+"""One table and figure per experiment card (docs/figures.md), captioned for `snakemake --report`
 from workflow/report/<id>.rst. One rule per card, so that each figure gets its own caption file."""
 
 for _exp in WORKFLOW.experiments:
@@ -7,38 +7,32 @@ for _exp in WORKFLOW.experiments:
         name:
             f"aggregate_{_exp}"
         input:
-            JOBS.inputs_of(_exp, RESULTS),
+            JOBS.inputs_of(PLANS[_exp]),
         output:
             **aggregate_outputs(_exp),
         params:
-            card=aggregate_params(_exp),
-            experiment=_exp,
-            scale=WORKFLOW.scale,
+            plan=json.dumps(PLANS[_exp], sort_keys=True),
         log:
-            f"{RESULTS}/logs/aggregate/{_exp}.log",
+            LAYOUT.scale_log("aggregate", _exp),
         threads: RES["aggregate"].threads
         resources:
             mem_mb=RES["aggregate"].mem_mb,
             runtime=RES["aggregate"].runtime,
-        shell:
-            "cotlab aggregate {params.experiment} --scale {params.scale} --config-dir " + CONFIG_DIR +
-            " --results " + RESULTS + " > {log} 2>&1"
+        script:
+            "../scripts/aggregate.py"
 
 
 rule claims:
-    """Each paper claim against the tables of the cards it compares (results/tables/claims.csv)."""
+    """Each paper claim against the tables of the cards it compares."""
     input:
-        [f"{RESULTS}/tables/{exp}.csv" for exp in CLAIM_CARDS],
+        **{card: LAYOUT.table(card) for card in CLAIM_CARDS},
     output:
-        report(f"{RESULTS}/tables/claims.csv", caption="../report/claims.rst", category="Tables"),
-    params:
-        scale=WORKFLOW.scale,
+        report(LAYOUT.claims(), caption="../report/claims.rst", category="Tables"),
     log:
-        f"{RESULTS}/logs/aggregate/claims.log",
+        LAYOUT.scale_log("aggregate", "claims"),
     threads: RES["aggregate"].threads
     resources:
         mem_mb=RES["aggregate"].mem_mb,
         runtime=RES["aggregate"].runtime,
-    shell:
-        "cotlab aggregate claims --scale {params.scale} --config-dir " + CONFIG_DIR +
-        " --results " + RESULTS + " > {log} 2>&1"
+    script:
+        "../scripts/aggregate.py"

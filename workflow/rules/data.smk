@@ -1,14 +1,14 @@
-"""Datasets (data.md §6): one directory of Parquet shards + manifest.json per (data point, split);
-TokenCoverage of a training split for the coverage card."""
+"""Datasets (docs/data.md): one directory of Parquet shards + manifest.json per (data point, split,
+rows); TokenCoverage of a training split for the coverage card."""
 
 
 rule generate:
     output:
-        directory(f"{RESULTS}/data/{{data_id}}/{{split}}"),
+        directory(LAYOUT.data("{data_id}", "{split}", "{n_rows}")),
     params:
-        data=lambda wc: set_args(data_of(wc).split_config(wc.split)),
+        data=lambda wc: cli_sets(split_config(wc)),
     log:
-        f"{RESULTS}/logs/generate/{{data_id}}-{{split}}.log",
+        LAYOUT.log("generate", "{data_id}-{split}-{n_rows}"),
     threads: RES["generate"].threads
     resources:
         mem_mb=RES["generate"].mem_mb,
@@ -20,13 +20,13 @@ rule generate:
 
 rule coverage:
     input:
-        f"{RESULTS}/data/{{data_id}}/train",
+        LAYOUT.data("{data_id}", "train", "{n_rows}"),
     output:
-        directory(cards.coverage_path("{data_id}", RESULTS)),
+        directory(LAYOUT.coverage("{data_id}", "{n_rows}")),
     params:
-        sizes=lambda wc: " ".join(map(str, cards.coverage_sizes(data_of(wc).n_train))),
+        sizes=lambda wc: " ".join(map(str, coverage_sizes(int(wc.n_rows)))),
     log:
-        f"{RESULTS}/logs/coverage/{{data_id}}.log",
+        LAYOUT.log("coverage", "{data_id}-{n_rows}"),
     threads: RES["coverage"].threads
     resources:
         mem_mb=RES["coverage"].mem_mb,

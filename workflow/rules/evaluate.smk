@@ -1,19 +1,19 @@
-"""Evaluation of each final model with and without CoT (experiments.md §3): answer and per-position
+"""Evaluation of each final model with and without CoT (docs/evaluation.md): answer and per-position
 accuracy, eval loss and cross-format scores, plus the model analyses (embedding similarity,
 attention-to-parent precision and the attention maps of fig_attention)."""
 
 
 rule evaluate:
     input:
-        final=f"{RESULTS}/runs/{{run_id}}/final",
-        eval=lambda wc: run_of(wc).data.path("eval", RESULTS),
+        final=LAYOUT.final("{run_id}"),
+        eval=lambda wc: JOBS.split_path(run_of(wc).data, "eval"),
     output:
-        **cards.eval_paths("{run_id}", RESULTS),
+        **LAYOUT.evaluation("{run_id}"),
     params:
-        run_dir=lambda wc: run_of(wc).path(RESULTS),
+        run_dir=LAYOUT.run("{run_id}"),
         n_attn=lambda wc: run_of(wc).train.get("analysis_n", 256),
     log:
-        f"{RESULTS}/logs/evaluate/{{run_id}}.log",
+        LAYOUT.log("evaluate", "{run_id}"),
     threads: RES["evaluate"].threads
     resources:
         mem_mb=RES["evaluate"].mem_mb,

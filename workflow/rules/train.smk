@@ -1,4 +1,4 @@
-"""Training (experiments.md §2): one job per (data point, model, prompt format, seed), DDP over the
+"""Training (docs/training.md): one job per (data point, model, prompt format, seed), DDP over the
 job's GPUs (`cotlab train --nproc G` runs torchrun on one node). The final model and metrics.parquet
 are the declared outputs; checkpoints live in the undeclared runs/<run_id>/checkpoints/, which
 Snakemake leaves alone when a job fails, so a rerun resumes from the newest one.
@@ -12,16 +12,16 @@ cotlab.train reads its rank and world size from torchrun's environment either wa
 
 rule train:
     input:
-        train=lambda wc: run_of(wc).data.path("train", RESULTS),
-        eval=lambda wc: run_of(wc).data.path("eval", RESULTS),
+        train=lambda wc: JOBS.split_path(run_of(wc).data, "train"),
+        eval=lambda wc: JOBS.split_path(run_of(wc).data, "eval"),
     output:
-        final=directory(f"{RESULTS}/runs/{{run_id}}/final"),
-        metrics=f"{RESULTS}/runs/{{run_id}}/metrics.parquet",
+        final=directory(LAYOUT.final("{run_id}")),
+        metrics=LAYOUT.metrics("{run_id}"),
     params:
-        train=lambda wc: set_args(run_of(wc).train),
-        run_dir=lambda wc: run_of(wc).path(RESULTS),
+        train=lambda wc: cli_sets(run_of(wc).train),
+        run_dir=LAYOUT.run("{run_id}"),
     log:
-        f"{RESULTS}/logs/train/{{run_id}}.log",
+        LAYOUT.log("train", "{run_id}"),
     threads: RES["train"].threads
     resources:
         mem_mb=RES["train"].mem_mb,

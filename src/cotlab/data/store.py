@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import cotlab
-from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, data_slug, read_json, stable_hash
+from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, data_id, read_json, resolved_data
 from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
                                   global_objects, iter_rows)
 
@@ -42,30 +42,11 @@ SCHEMA_VERSION = 1
 ROWS_PER_SHARD = 65_536
 ROW_GROUP_ROWS = 8_192
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS)
-LIST_COLUMNS = ("dag", "h_ids", "inputs", "chain", "cot_u")
 
 
 class DatasetError(ConfigError):
     """A dataset directory that is missing, incomplete or does not match its manifest; the one-line
     message starts with the offending file."""
-
-
-def data_id(cfg: DataConfig) -> str:
-    """Readable slug + hash of everything that determines the rows except the split size:
-    e.g. ``V1024-K40-C2__3f9a1c2b`` (train and eval of a point share it; prefix stability
-    makes n_sequences irrelevant to which rows a given index holds)."""
-    return data_slug(cfg.to_dict()) + "__" + stable_hash(_identity(cfg))
-
-
-def _identity(cfg: DataConfig) -> dict[str, Any]:
-    values = resolved_config(cfg)
-    del values["n_sequences"]
-    return {**values, "generator_version": GENERATOR_VERSION}
-
-
-def resolved_config(cfg: DataConfig) -> dict[str, Any]:
-    """The config as stored in the manifest: eval_seed filled in, so equal data hash equally."""
-    return {**cfg.to_dict(), "eval_seed": cfg.split_seed("eval")}
 
 
 def arrow_schema(cfg: DataConfig) -> pa.Schema:
@@ -274,7 +255,7 @@ def _write_split(tmp: Path, cfg: DataConfig, split: str, split_seed: int, chunk_
         "V_eff": cfg.n_usable,
         "special_ids": cfg.special_ids(),
         "fixed_dag": None if glob.fixed_dag is None else glob.fixed_dag.tolist(),
-        "config": resolved_config(cfg),
+        "config": resolved_data(cfg),
         "files": files,
         "shards": shards,
         "content_sha256": dataset_hash([s["content_sha256"] for s in shards]),

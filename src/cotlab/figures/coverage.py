@@ -11,7 +11,6 @@ averaged with a ±1 sd band.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +19,22 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from cotlab.config import ConfigError
+from cotlab.config import ConfigError, read_json
 from cotlab.figures import theme
 from cotlab.figures.curves import facet_values, select
 
-def coverage_table(points: list, results: Path) -> pd.DataFrame:
-    """One row per (point, prefix n): the `cotlab coverage` reports of the workflow's coverage stage
-    (results/coverage/<data_id>/n<N>.json), else computed here from results/data/<data_id>/train
-    at the same prefix sizes (`cotlab.experiments.coverage_sizes`)."""
-    from cotlab.data.coverage import coverage_report
-    from cotlab.data.store import open_dataset
-    from cotlab.experiments import coverage_path, coverage_sizes
-
+def coverage_table(points: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (point, prefix n): the `cotlab coverage` reports (n<N>.json) that the coverage
+    stage wrote into each plan point's `files["coverage"]` directory."""
     rows = []
     for point in points:
-        reports_dir = Path(coverage_path(point.data.data_id, str(results)))
-        train = Path(results) / "data" / point.data.data_id / "train"
-        if reports_dir.is_dir() and any(reports_dir.glob("n*.json")):
-            reports = [json.loads(p.read_text()) for p in sorted(reports_dir.glob("n*.json"))]
-        elif (train / "manifest.json").is_file():
-            dataset = open_dataset(train)
-            reports = [coverage_report(dataset, n) for n in coverage_sizes(dataset.n_rows)]
-        else:
-            raise ConfigError(f"{reports_dir}: not found, nor {train} (run the coverage stage first)")
-        for report in reports:
-            rows.append({"data_id": point.data.data_id, **point.values, "seed": point.seed,
-                         **{k: point.data.data[k] for k in ("vocab_size", "activation", "h_num_layers")},
+        reports_dir = Path(point["files"]["coverage"])
+        paths = sorted(reports_dir.glob("n*.json"))
+        if not paths:
+            raise ConfigError(f"{reports_dir}: no n<N>.json reports (run the coverage stage first)")
+        for report in (read_json(p) for p in paths):
+            rows.append({"data_id": point["data_id"], **point["values"], "seed": point["seed"],
+                         **{k: point["data"][k] for k in ("vocab_size", "activation", "h_num_layers")},
                          **{k: v for k, v in report.items() if k not in ("path", "split")},
                          "coverage": report["cov_chain"]})
     return pd.DataFrame(rows).sort_values(["vocab_size", "activation", "h_num_layers", "seed", "n"],

@@ -6,7 +6,7 @@ band. Reference lines per facet (the card's `refs`): `majority_baseline` (grey d
 axes) and `chance` (grey dash-dot, from a `<y>_chance` column: d/V for embed_sim, the parent
 chance for parent_prec).
 
-Plot spec (cotlab.experiments.PlotSpec): x, y (a column, or a list drawn as one facet row each),
+Plot spec (cotlab.card_schema.PlotSpec): x, y (a column, or a list drawn as one facet row each),
 hue, style, col, row, refs, logx. Whenever the table has a `format` column, the line style follows
 the format (CoT solid, standard dashed), even if the card colours by format too.
 """

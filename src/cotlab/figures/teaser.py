@@ -9,7 +9,6 @@ the tokens and each chain token's parents.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -18,6 +17,7 @@ import pandas as pd
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from cotlab.config import ConfigError
+from cotlab.data.store import open_dataset
 from cotlab.figures import theme
 
 NATURAL_LANGUAGE = (
@@ -35,16 +35,12 @@ def node_name(node: int, n_inputs: int) -> str:
     return f"x{node + 1}" if node < n_inputs else f"y{node - n_inputs + 1}"
 
 
-def teaser_table(points: list, results: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Tokens of sequence 0 of the card's dataset: one row per (example, token), with parents."""
-    from cotlab.data.store import open_dataset
-
+def teaser_table(points: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Tokens of sequence 0 of the first plan point's train split: one row per (example, token),
+    with parents."""
     if not points:
-        raise ConfigError("fig_teaser: the card has no data point")
-    path = Path(results) / "data" / points[0].data.data_id / "train"
-    if not (path / "manifest.json").is_file():
-        raise ConfigError(f"{path}: not found (generate the teaser dataset first)")
-    dataset = open_dataset(path)
+        raise ConfigError("points=[]: a data card needs one grid point")
+    dataset = open_dataset(points[0]["files"]["train_data"])
     rows = dataset.read(0, 1)
     inputs, chain, dag = rows.inputs[0], rows.chain[0], rows.dag[0]  # (K, N), (K, C), (C, M)
     K, N = inputs.shape
@@ -58,7 +54,7 @@ def teaser_table(points: list, results: Path) -> tuple[pd.DataFrame, dict[str, A
         for c in range(C):
             records.append({"example": k + 1, "role": role, "token": f"y{c + 1}", "id": int(chain[k, c]),
                             "parents": " ".join(node_name(int(p), N) for p in dag[c])})
-    table = pd.DataFrame(records).assign(data_id=points[0].data.data_id, vocab_size=dataset.config.vocab_size,
+    table = pd.DataFrame(records).assign(data_id=points[0]["data_id"], vocab_size=dataset.config.vocab_size,
                                          activation=dataset.config.activation)
     return table, {"dag": np.asarray(dag), "n_inputs": N, "chain_length": C}
 

@@ -1,0 +1,163 @@
+"""The schema of experiment cards, scales and the workflow config (docs/cards.md), torch-free.
+
+`workflow/schemas/{card,scales,config}.schema.yaml` mirror these models for
+`snakemake.utils.validate`; tests/test_card_schema.py checks that the two agree key for key.
+A **card** (`config/experiments/<id>.yaml`) describes one paper figure or table; a **scale**
+(`config/scales.yaml`) says how big everything is. `cotlab.cards` resolves and expands them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from cotlab.config import ConfigError, Section, fail, merge
+from cotlab.formats import FormatName
+from cotlab.model_config import MODEL_SIZES
+
+MODELS = ("tf4", "tf8", "tf12")
+"""Card model names: the paper's depths. A scale maps them to sizes (`Scale.model_sizes`)."""
+SCALES = ("smoke", "mini", "reduced", "paper")
+KINDS = ("runs", "coverage", "data", "models", "hparams")
+"""runs: train + evaluate each grid point; coverage: `cotlab coverage` of each point's train split;
+data: the aggregate draws a generated dataset (fig_teaser); models: the architecture table of the
+card's models x vocabulary sizes (tab_models); hparams: every card's settings at the scale
+(tab_hparams). The last two read no files."""
+RULES = ("generate", "train", "evaluate", "coverage", "aggregate")  # rules with per-scale resources
+
+
+class Layer(Section):
+    """One layer of values: DataConfig fields, TrainConfig fields, and the eval cadence."""
+
+    data: dict[str, Any] = {}
+    """DataConfig fields (data.md §1 names); n_sequences is set per split from n_train / n_eval."""
+    train: dict[str, Any] = {}
+    """TrainConfig fields (model, batch_size, n_train, n_eval, lr, precision, prompt.*, ...)."""
+    eval_every_seqs: int | None = None
+    """Eval (and checkpoint) cadence in sequences; becomes train.eval_every in steps of the run's batch."""
+
+
+def _check_sweep(sweep: dict[str, list[Any] | dict[str, Layer]]) -> None:
+    for key, values in sweep.items():
+        if len(values) == 0:
+            raise ConfigError(f"sweep.{key}={values!r}: a swept key needs at least one value")
+
+
+class Override(Section):
+    """A card's values at one scale; each key replaces the card's (sweep: key by key)."""
+
+    base: Layer = Layer()
+    sweep: dict[str, list[Any] | dict[str, Layer]] = {}
+    models: list[Literal[MODELS]] | None = None  # type: ignore[valid-type]
+    formats: list[FormatName] | None = None
+    seeds: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Override:
+        _check_sweep(self.sweep)
+        return self
+
+
+class PlotSpec(Section):
+    """What the aggregate draws; the figure module of the card decides the details."""
+
+    kind: Literal["curves", "bars", "points", "map", "table"] = "curves"
+    x: str | None = None
+    y: str | list[str] | None = None
+    """One metric, or a list drawn as rows of panels."""
+    hue: str | None = None
+    style: str | None = None
+    col: str | None = None
+    row: str | None = None
+    refs: list[str] = []
+    """Reference lines, e.g. majority_baseline (grey dotted) or chance."""
+    logx: bool = False
+
+
+class Card(Section):
+    """One paper figure or table (experiments.md §4, §7)."""
+
+    title: str
+    kind: Literal[KINDS] = "runs"  # type: ignore[valid-type]
+    reuse: list[str] = []
+    """Card ids whose runs this card draws (fig_embed_sim reuses fig_vocab); it then has no grid of its own."""
+    base: Layer = Layer()
+    sweep: dict[str, list[Any] | dict[str, Layer]] = {}
+    """Grid: a DataConfig field -> values, `train.<field>` -> values, or a name -> {variant: Layer}."""
+    models: list[Literal[MODELS]] = []  # type: ignore[valid-type]
+    formats: list[FormatName] = []
+    seeds: list[int] = [42]
+    """Replicates: each seed sets data.seed and train.seed."""
+    scales: dict[Literal[SCALES], Override] = {}  # type: ignore[valid-type]
+    plot: PlotSpec = PlotSpec()
+    figure: bool = True
+    """False for tables (tab_models, tab_hparams): the aggregate writes only results/tables/<id>.csv."""
+    n_sequences: int | None = None
+    """Data and coverage cards: sequences of each point's train split (default: n_train / the scale's n_cov)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Card:
+        if self.reuse and (self.base != Layer() or self.sweep):
+            raise ConfigError("reuse: a card that reuses other cards' runs takes no base or sweep of its own")
+        if self.kind == "runs" and not self.reuse and not (self.models and self.formats):
+            raise ConfigError("models/formats: a runs card needs at least one model and one format")
+        _check_sweep(self.sweep)
+        return self
+
+
+class RuleResources(Section):
+    """Per-job resources of one rule (Snakemake `threads` and `resources`)."""
+
+    threads: int = 1
+    mem_mb: int = 2000
+    runtime: int = 30
+    """Minutes; for train, the floor of the estimate from the throughput model (`cotlab plan`)."""
+    gpus: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> RuleResources:
+        for name in ("threads", "mem_mb", "runtime"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be a positive integer")
+        if self.gpus < 0:
+            raise ConfigError(f"gpus={self.gpus!r}: must be >= 0")
+        return self
+
+
+class Scale(Section):
+    """One scale of every card (experiments.md §5)."""
+
+    description: str
+    defaults: Layer = Layer()
+    """Values below the card's base: a card may change them (lr, batch_size, precision)."""
+    overrides: Layer = Layer()
+    """Values above the card's base: the size of everything at this scale (n_train, n_eval, cadence)."""
+    models: list[Literal[MODELS]] | None = None  # type: ignore[valid-type]
+    """Default subset of each card's models at this scale (a card's scales.<scale>.models wins)."""
+    model_sizes: dict[str, str] = {}
+    """Card model name -> `cotlab.model_config.MODEL_SIZES` key (smoke: tf8 -> smoke-tf8); default: same name."""
+    n_cov: int
+    """Sequences of a TokenCoverage dataset (fig_token_coverage)."""
+    resources: dict[Literal[RULES], RuleResources] = {}  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _check(self) -> Scale:
+        train = merge(self.defaults.train, self.overrides.train)
+        for key in ("n_train", "n_eval", "batch_size"):
+            if key not in train:
+                raise ConfigError(f"overrides.train.{key}: every scale must set it (in defaults or overrides)")
+        if self.overrides.eval_every_seqs is None and self.defaults.eval_every_seqs is None:
+            raise ConfigError("overrides.eval_every_seqs: every scale must set it")
+        for name, size in self.model_sizes.items():
+            if size not in MODEL_SIZES:
+                fail(f"model_sizes.{name}", size, f"must be one of {', '.join(MODEL_SIZES)}")
+        return self
+
+
+class WorkflowConfig(Section):
+    """config/config.yaml; mirrors workflow/schemas/config.schema.yaml (`cotlab plan` reads it without Snakemake)."""
+
+    experiments: list[str]
+    scale: str
+    train_gpus: int | None = None

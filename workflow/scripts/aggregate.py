@@ -1,0 +1,23 @@
+"""The aggregate rules' script: hands the job's plan, inputs and outputs to `cotlab.aggregate`.
+
+A script rather than a shell command, so that the aggregate reads exactly the plan and the files
+Snakemake planned (docs/workflow.md); errors are one line in the job's log.
+"""
+
+import json
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+
+from cotlab.aggregate import aggregate_card, aggregate_claims
+from cotlab.config import ConfigError
+
+with open(snakemake.log[0], "w") as log, redirect_stdout(log), redirect_stderr(log):
+    try:
+        if snakemake.rule == "claims":
+            aggregate_claims({card: snakemake.input[card] for card in snakemake.input.keys()}, snakemake.output[0])
+        else:
+            aggregate_card(json.loads(snakemake.params.plan), snakemake.output.table,
+                           snakemake.output.get("png"))
+    except ConfigError as exc:
+        print(f"cotlab aggregate: error: {exc}")
+        sys.exit(1)
