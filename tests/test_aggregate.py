@@ -3,14 +3,22 @@
 import argparse
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from cotlab import aggregate
 from cotlab.analysis.tables import model_table, run_summary
-from cotlab.config import ConfigError
+from cotlab.cards import card_ids, points
+from cotlab.config import ConfigError, DataConfig
+from cotlab.data.coverage import coverage_report
+from cotlab.data.store import open_dataset, write_dataset
+from cotlab.jobs import coverage_sizes, workflow_jobs
+from cotlab.layout import Layout
 
 PLOT = {"kind": "curves", "x": "step", "y": "answer_acc", "hue": "model", "style": "format",
         "col": "vocab_size", "row": None, "refs": ["majority_baseline"], "logx": False}
@@ -120,7 +128,7 @@ def test_positions_figure_from_final_chain_accuracies(tmp_path):
     assert len(aggregate.draw(table, plot, tmp_path / "positions.png")) == 2
 
 
-def test_model_table_counts_parameters_on_the_meta_device():
+def test_model_table_counts_parameters():
     table = model_table(["tf4", "smoke-tf8"], [64, 1024])
     counts = dict(zip(zip(table["model"], table["vocab_size"]), table["n_params"]))
     assert counts["tf4", 64] == 243_419_136  # experiments.md §1
@@ -128,34 +136,53 @@ def test_model_table_counts_parameters_on_the_meta_device():
     assert counts["smoke-tf8", 64] == 127_296
 
 
-def test_cli_aggregates_the_quickstart_from_result_files(tmp_path):
-    from cotlab.experiments import run_table
+def small_quickstart(tmp_path):
+    """A copy of config/ whose quickstart trains 256 sequences at smoke, so its splits are quick to make."""
+    config = tmp_path / "config"
+    shutil.copytree("config", config)
+    card = yaml.safe_load((config / "experiments" / "quickstart.yaml").read_text())
+    card["scales"]["smoke"]["base"]["train"].update(n_train=256, n_eval=64)
+    (config / "experiments" / "quickstart.yaml").write_text(yaml.safe_dump(card))
+    return config
 
-    runs = run_table("quickstart", "smoke", "config")
-    results = tmp_path / "results"
-    for i, run in runs.iterrows():
-        run_dir = results / "runs" / run["run_id"]
-        run_dir.mkdir(parents=True)
+
+def test_cli_aggregates_the_quickstart_from_result_files(tmp_path):
+    config, results = small_quickstart(tmp_path), tmp_path / "results"
+    jobs = workflow_jobs(["quickstart"], "smoke", config, str(results))
+    plan = jobs.plan("quickstart")
+    for run in plan["runs"]:  # the files train and evaluate leave, with made-up numbers
+        files = run["files"]
+        if not Path(files["train_data"]).exists():
+            write_dataset(files["train_data"], DataConfig(**{**run["data"], "n_sequences": 256}), "train")
+        Path(files["metrics"]).parent.mkdir(parents=True, exist_ok=True)
         acc = np.linspace(0.2, 0.9 if run["format"] == "cot" else 0.5, 4)
         pd.DataFrame({"step": STEPS, "answer_acc": acc, "majority_baseline": 0.25, "eval_loss": 1.0,
-                      "train_loss": 1.0}).to_parquet(run_dir / "metrics.parquet")
-        (results / "eval").mkdir(exist_ok=True)
+                      "train_loss": 1.0}).to_parquet(files["metrics"])
+        Path(files["scores"]).parent.mkdir(exist_ok=True)
         pd.DataFrame([{"run_id": run["run_id"], "trained_format": run["format"], "format": "cot", "force": "",
                        "drop_k": 0, "with_cot": True, "cross_format": run["format"] != "cot", "n": 512.0,
-                       "answer_acc": acc[-1]}]).to_parquet(results / "eval" / f"{run['run_id']}.parquet")
-    args = argparse.Namespace(experiment="quickstart", scale="smoke", config_dir="config", results=str(results))
+                       "answer_acc": acc[-1]}]).to_parquet(files["scores"])
+        pd.DataFrame([{"run_id": run["run_id"], "embed_sim": 0.5}]).to_parquet(files["analysis"])
+        np.savez(files["attention"], maps=np.zeros((0, 3, 6)))
+    args = argparse.Namespace(experiment="quickstart", scale="smoke", config_dir=str(config), results=str(results))
     assert aggregate.main(args) == 0
-    table = pd.read_csv(results / "tables" / "quickstart.csv")
-    assert len(table) == len(runs) * len(STEPS)
+    layout = Layout("smoke", str(results))
+    table = pd.read_csv(layout.table("quickstart"))
+    assert len(table) == len(plan["runs"]) * len(STEPS)
     assert {"acc_final", "acc_auc", "lift", "tau_25", "tau_50", "vocab_size", "with_cot_answer_acc"} <= set(table)
-    assert (results / "figures" / "quickstart.png").stat().st_size > 2000
-    assert (results / "figures" / "quickstart.pdf").stat().st_size > 2000
+    assert table["final_embed_sim"].eq(0.5).all() and table["coverage"].between(0, 1).all()
+    for suffix in ("png", "pdf"):
+        assert Path(layout.figure("quickstart", suffix)).stat().st_size > 2000
 
-    claims_args = argparse.Namespace(experiment="claims", scale="smoke", config_dir="config", results=str(results))
+    claims_args = argparse.Namespace(experiment="claims", scale="smoke", config_dir=str(config), results=str(results))
     assert aggregate.main(claims_args) == 0
-    claims = pd.read_csv(results / "tables" / "claims.csv").set_index("claim")
+    claims = pd.read_csv(layout.claims()).set_index("claim")
     assert claims.loc["cot_beats_std", "verdict"] == "held"
     assert claims.loc["cot_earlier", "verdict"] == "not run"
+    # Another scale's claims read only that scale's tables.
+    other = argparse.Namespace(experiment="claims", scale="mini", config_dir=str(config), results=str(results))
+    assert aggregate.main(other) == 0
+    assert pd.read_csv(Layout("mini", str(results)).claims())["verdict"].eq("not run").all()
 
 
 def test_cli_reports_a_missing_run_file(tmp_path):
@@ -172,8 +199,6 @@ def test_every_card_has_a_report_caption_that_renders():
     import docutils.core
     import jinja2
 
-    from cotlab.experiments import card_ids
-
     report = Path("workflow/report")
     snakemake = SimpleNamespace(config={"scale": "reduced"})
     for card in [*card_ids("config"), "claims"]:
@@ -187,41 +212,46 @@ def test_every_card_has_a_report_caption_that_renders():
 
 
 def test_cli_coverage_teaser_and_static_tables(tmp_path):
-    from cotlab.config import DataConfig
-    from cotlab.data.coverage import coverage_report
-    from cotlab.data.store import open_dataset, write_dataset
-    from cotlab.experiments import points
-
     results = tmp_path / "results"
+    layout = Layout("smoke", str(results))
     for card in ("fig_token_coverage", "fig_teaser"):
         for point in points(card, "smoke", "config"):
-            out = results / "data" / point.data.data_id / "train"
-            if not out.exists():
+            out = layout.data(point.data.data_id, "train", point.data.n_train)
+            if not Path(out).exists():
                 write_dataset(out, DataConfig(**point.data.split_config("train")), "train")
-    # One point as the workflow's coverage stage leaves it: `cotlab coverage --n N` JSON files.
-    reported = points("fig_token_coverage", "smoke", "config")[0].data.data_id
-    (results / "coverage" / reported).mkdir(parents=True)
-    report_100 = coverage_report(open_dataset(results / "data" / reported / "train"), 100)
-    (results / "coverage" / reported / "n100.json").write_text(json.dumps(report_100))
+    # The coverage stage's reports (`cotlab coverage --n N` JSON files); one point reports n=100 only.
+    coverage_points = points("fig_token_coverage", "smoke", "config")
+    for i, point in enumerate(coverage_points):
+        dataset = open_dataset(layout.data(point.data.data_id, "train", point.data.n_train))
+        reports = Path(layout.coverage(point.data.data_id, point.data.n_train))
+        reports.mkdir(parents=True)
+        for n in [100] if i == 0 else coverage_sizes(dataset.n_rows):
+            (reports / f"n{n}.json").write_text(json.dumps(coverage_report(dataset, n)))
     for card in ("fig_token_coverage", "fig_teaser", "tab_models", "tab_hparams"):
         args = argparse.Namespace(experiment=card, scale="smoke", config_dir="config", results=str(results))
         assert aggregate.main(args) == 0
 
-    coverage = pd.read_csv(results / "tables" / "fig_token_coverage.csv")
-    first = coverage.iloc[0]
-    report = coverage_report(open_dataset(results / "data" / first["data_id"] / "train"), int(first["n"]))
-    assert first["cov_chain"] == pytest.approx(report["cov_chain"]) and first["coverage"] == first["cov_chain"]
+    coverage = pd.read_csv(layout.table("fig_token_coverage"))
+    last = coverage.iloc[-1]
+    point = next(p for p in coverage_points if p.data.data_id == last["data_id"])
+    report = coverage_report(open_dataset(layout.data(point.data.data_id, "train", point.data.n_train)), int(last["n"]))
+    assert last["cov_chain"] == pytest.approx(report["cov_chain"]) and last["coverage"] == last["cov_chain"]
     assert coverage.groupby("data_id")["n"].nunique().max() > 1  # prefixes for the TC-vs-n panel
-    from_json = coverage[coverage["data_id"] == reported]
-    assert from_json["n"].tolist() == [100] and from_json["cov_ans"].iloc[0] == pytest.approx(report_100["cov_ans"])
-    teaser = pd.read_csv(results / "tables" / "fig_teaser.csv")
+    assert coverage[coverage["data_id"] == coverage_points[0].data.data_id]["n"].tolist() == [100]
+    teaser = pd.read_csv(layout.table("fig_teaser"))
     assert len(teaser) == 3 * (4 + 3) and set(teaser["role"]) == {"demo 1", "demo 2", "query"}
     assert teaser.loc[teaser["token"] == "y1", "parents"].nunique() == 1  # one DAG per sequence
-    models = pd.read_csv(results / "tables" / "tab_models.csv")
+    models = pd.read_csv(layout.table("tab_models"))
     assert set(models["model"]) == {"smoke-tf4", "smoke-tf8", "smoke-tf12"}
-    hparams = pd.read_csv(results / "tables" / "tab_hparams.csv").set_index("card")
+    hparams = pd.read_csv(layout.table("tab_hparams")).set_index("card")
     vocab = hparams.loc["fig_vocab"]
     assert vocab["steps"] == vocab["n_train"] // vocab["batch_size"]
     for card in ("fig_token_coverage", "fig_teaser"):
-        assert (results / "figures" / f"{card}.png").stat().st_size > 2000
-    assert not (results / "figures" / "tab_models.png").exists()
+        assert Path(layout.figure(card)).stat().st_size > 2000
+    assert not Path(layout.figure("tab_models")).exists()
+
+
+def test_coverage_table_never_recomputes_a_missing_report(tmp_path):
+    point = {"data_id": "x", "values": {}, "seed": 42, "data": {}, "files": {"coverage": str(tmp_path / "none")}}
+    with pytest.raises(ConfigError, match="no n<N>.json reports"):
+        aggregate.coverage_table([point])

@@ -8,6 +8,7 @@ the same rerun triggers (mtime, params, input, code, software-env) as a real run
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from cotlab import experiments
+from cotlab import cards
+from cotlab.jobs import workflow_jobs
+from cotlab.layout import Layout
 
 pytestmark = pytest.mark.workflow
 
@@ -44,9 +47,10 @@ TINY_CARD = {
 
 
 # The quickstart's table and figure, and claims.csv, which reads that table (a claim compares its runs).
-AGGREGATE = {("aggregate_quickstart", f"results/{p}") for p in
-             ("tables/quickstart.csv", "figures/quickstart.png", "figures/quickstart.pdf")} | {
-             ("claims", "results/tables/claims.csv")}
+LAYOUT = Layout("smoke")
+AGGREGATE = {("aggregate_quickstart", p) for p in
+             (LAYOUT.table("quickstart"), LAYOUT.figure("quickstart", "png"), LAYOUT.figure("quickstart", "pdf"))} | {
+             ("claims", LAYOUT.claims())}
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -81,20 +85,20 @@ def planned(workdir: Path) -> set[tuple[str, str]]:
     return {(row[2], row[0]) for row in rows if row[5] == "update pending"}
 
 
-def outputs(workdir: Path, runs: list[experiments.Run], splits: set[tuple[str, str]],
+def outputs(workdir: Path, runs: list[cards.Run], splits: set[tuple[str, str, int]],
             aggregate: bool = True) -> set[tuple[str, str]]:
     """The (rule, output file) rows of these runs' train/evaluate jobs, these splits and the aggregate."""
-    out = {("generate", f"results/data/{data_id}/{split}") for data_id, split in splits}
+    out = {("generate", LAYOUT.data(*split)) for split in splits}
     for run in runs:
-        out |= {("train", f"results/runs/{run.run_id}/final"), ("train", f"results/runs/{run.run_id}/metrics.parquet")}
-        out |= {("evaluate", path) for path in experiments.eval_paths(run.run_id).values()}
+        out |= {("train", LAYOUT.final(run.run_id)), ("train", LAYOUT.metrics(run.run_id))}
+        out |= {("evaluate", path) for path in LAYOUT.evaluation(run.run_id).values()}
     if aggregate:
         out |= AGGREGATE
     return out
 
 
-def runs(workdir: Path) -> list[experiments.Run]:
-    return experiments.expand("quickstart", "smoke", workdir / "config")
+def runs(workdir: Path) -> list[cards.Run]:
+    return cards.expand("quickstart", "smoke", workdir / "config")
 
 
 @pytest.fixture(scope="module")
@@ -114,14 +118,22 @@ def card(project: Path):
 
 
 def test_first_run_writes_table_and_figure(project: Path) -> None:
-    table = pd.read_csv(project / "results" / "tables" / "quickstart.csv")
+    table = pd.read_csv(project / LAYOUT.table("quickstart"))
     assert set(table["run_id"]) == {r.run_id for r in runs(project)}
     assert set(table["format"]) == {"standard", "cot"}
-    for name in ("quickstart.png", "quickstart.pdf"):
-        assert (project / "results" / "figures" / name).stat().st_size > 0
-    assert sorted(p.name for p in (project / "results" / "logs").iterdir()) == [
-        "aggregate", "evaluate", "generate", "train"]
-    assert set(pd.read_csv(project / "results" / "tables" / "claims.csv")["card"]) >= {"quickstart"}
+    for suffix in ("png", "pdf"):
+        assert (project / LAYOUT.figure("quickstart", suffix)).stat().st_size > 0
+    assert sorted(p.name for p in (project / "results" / "logs").iterdir()) == ["evaluate", "generate", "train"]
+    assert sorted(p.name for p in (project / "results" / "smoke" / "logs").iterdir()) == ["aggregate"]
+    assert set(pd.read_csv(project / LAYOUT.claims())["card"]) >= {"quickstart"}
+
+
+def test_each_dataset_directory_is_named_by_its_manifest_id(project: Path) -> None:
+    for run in runs(project):
+        for split in ("train", "eval"):
+            manifest = json.loads((project / LAYOUT.data(run.data_id, split, run.data.n_rows(split))
+                                   / "manifest.json").read_text())
+            assert manifest["data_id"] == run.data_id and manifest["split"] == split
 
 
 def test_noop_plans_nothing(project: Path) -> None:
@@ -142,8 +154,9 @@ def test_one_points_n_examples_plans_its_data_runs_and_aggregate(project: Path, 
     write_card(project, card)
     changed = [r for r in runs(project) if r.run_id not in before]
     assert {r.values["point"] for r in changed} == {"b"} and {r.format for r in changed} == {"standard", "cot"}
-    data_id = changed[0].data_id
-    assert planned(project) == outputs(project, changed, {(data_id, "train"), (data_id, "eval")})
+    point = changed[0].data
+    splits = {(point.data_id, split, point.n_rows(split)) for split in ("train", "eval")}
+    assert planned(project) == outputs(project, changed, splits)
 
 
 def test_training_only_change_plans_no_data(project: Path, card: dict) -> None:
@@ -165,6 +178,11 @@ def test_bad_config_fails_before_any_job_naming_the_field(tmp_path: Path) -> Non
     write_card(root, bad)
     proc = snakemake(root, "-n", check=False)
     assert proc.returncode != 0 and "n_parents=3" in proc.stderr + proc.stdout
+    bad = yaml.safe_load(yaml.safe_dump(TINY_CARD))
+    bad["base"]["train"]["eval_batch_size"] = 0  # a TrainConfig value: checked when the workflow plans
+    write_card(root, bad)
+    proc = snakemake(root, "-n", check=False)
+    assert proc.returncode != 0 and "quickstart run" in proc.stderr and "train.eval_batch_size=0" in proc.stderr
     assert not (root / "results").exists()
 
 
@@ -176,7 +194,7 @@ def test_paper_scale_plans_every_stage1_card() -> None:
     assert proc.returncode == 0, proc.stderr
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
-    jobs = experiments.workflow_jobs(STAGE1, "paper", REPO / "config")
+    jobs = workflow_jobs(STAGE1, "paper", REPO / "config")
     assert counts["train"] == counts["evaluate"] == len(jobs.runs) == 150  # experiments.md §5.1
     assert counts["generate"] == len(jobs.splits) and counts["coverage"] == len(jobs.coverage)
     assert all(counts[f"aggregate_{exp}"] == 1 for exp in STAGE1) and counts["claims"] == 1

@@ -1,4 +1,4 @@
-"""The schema of experiment cards, scales and the workflow config (docs/cards.md), torch-free.
+"""The schema of experiment cards, scales and the workflow config (docs/architecture.md), torch-free.
 
 `workflow/schemas/{card,scales,config}.schema.yaml` mirror these models for
 `snakemake.utils.validate`; tests/test_card_schema.py checks that the two agree key for key.

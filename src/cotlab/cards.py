@@ -1,4 +1,4 @@
-"""Experiment cards at a scale -> the runs and grid points they stand for (docs/cards.md).
+"""Experiment cards at a scale -> the runs and grid points they stand for (docs/architecture.md).
 
 The values of one training run are layered, later wins:
 
@@ -101,7 +101,7 @@ class DataPoint:
 
 @dataclass(frozen=True)
 class Point:
-    """One grid point of a card that trains nothing (coverage, data, static cards)."""
+    """One grid point of a card that trains nothing (coverage, data, models, hparams cards)."""
 
     experiment: str
     values: dict[str, Any]

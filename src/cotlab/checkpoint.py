@@ -1,9 +1,15 @@
-"""Model weights on disk as a Hugging Face Llama directory: config.json + model.safetensors.
+"""Models on disk: the final model as a Hugging Face Llama directory, and step-N resume checkpoints.
 
-`save_hf` writes what `transformers.LlamaForCausalLM.from_pretrained(dir)` loads (the authors'
-model class, experiments.md §1), under HF parameter names, with the tied output layer omitted as
-HF itself does. Our RoPE uses HF's `rotate_half` convention, so q/k weights map 1:1 with no
-permutation (unlike Meta-format checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`).
+HF format. `save_hf` writes config.json + model.safetensors that
+`transformers.LlamaForCausalLM.from_pretrained(dir)` loads (the authors' model class, experiments.md
+§1), under HF parameter names, with the tied output layer omitted as HF itself does. Our RoPE uses
+HF's `rotate_half` convention, so q/k weights map 1:1 with no permutation (unlike Meta-format
+checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`).
+
+Resume checkpoints. `save_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model.safetensors under
+our names, optimizer.safetensors, train_state.json, rng-rank{r}.json): everything `cotlab train`
+needs to continue bit-identically, the newest one kept.
+
 Loading never unpickles: safetensors and JSON only. Directories appear atomically (written
 under a temporary name, then renamed), so a directory that exists is complete.
 """
@@ -12,17 +18,21 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cotlab.config import ConfigError, build, read_json
+from cotlab.distributed import barrier
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
 
@@ -207,5 +217,97 @@ def load_hf(directory: str | Path, device: torch.device | str = "cpu") -> Transf
     return model
 
 
-__all__ = ["CheckpointError", "hf_config", "hf_to_state_dict", "load_hf", "model_config_from_hf",
-           "save_hf", "state_dict_to_hf"]
+# ---------------------------------------------------------------------------------------------
+# Resume checkpoints: complete or absent, newest kept; weights and moments as safetensors, state as JSON.
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint stores besides weights and optimizer moments (train_state.json)."""
+
+    step: int = 0
+    tokens_seen: int = 0  # real (non-padding) input tokens, all ranks
+    interval_loss: float = 0.0  # sum over steps since the last eval of each step's mean CE, all ranks
+    interval_steps: int = 0
+    elapsed_s: float = 0.0  # wall clock spent training and evaluating, summed over restarts
+    loader: dict[str, int] = field(default_factory=dict)
+    metrics: list[dict[str, float]] = field(default_factory=list)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoints/step-N directory of run directory `out` (temporary ones never match)."""
+    found = [(int(m.group(1)), p) for p in (out / "checkpoints").glob("step-*")
+             if (m := STEP_DIR.match(p.name)) and p.is_dir()]
+    return max(found)[1] if found else None
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, numpy, torch CPU (and CUDA) generator states as JSON-able lists."""
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(mt), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+            "torch": torch.get_rng_state().tolist(),
+            "cuda": torch.cuda.get_rng_state(device).tolist() if device.type == "cuda" else None}
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore what `rng_state` returned."""
+    version, mt, gauss = state["python"]
+    random.setstate((version, tuple(mt), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if device.type == "cuda" and state["cuda"] is not None:
+        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
+
+
+def save_checkpoint(out: Path, model: Transformer, optimizer: torch.optim.Optimizer,
+                    state: TrainState, rank: int, world_size: int, device: torch.device) -> None:
+    """Write checkpoints/step-N atomically (every rank adds its RNG state), then drop older ones.
+
+    Every rank must call it; rank 0 writes the weights, moments and `state`.
+    """
+    root = out / "checkpoints"
+    final = root / f"step-{state.step}"
+    tmp = root / f".step-{state.step}.tmp"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(world_size)
+    (tmp / f"rng-rank{rank}.json").write_text(json.dumps(rng_state(device)))
+    if rank == 0:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  tmp / "model.safetensors")
+        moments = {f"{index}.{name}": value.detach().cpu().contiguous()
+                   for index, per_param in optimizer.state_dict()["state"].items()
+                   for name, value in per_param.items()}
+        save_file(moments, tmp / "optimizer.safetensors")
+        (tmp / "train_state.json").write_text(json.dumps(asdict(state)))
+    barrier(world_size)
+    if rank == 0:
+        replace_dir(tmp, final)
+        for older in root.glob("step-*"):
+            if older != final and STEP_DIR.match(older.name):
+                shutil.rmtree(older)
+
+
+def load_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optimizer, rank: int,
+                    device: torch.device) -> TrainState:
+    """Restore weights, optimizer moments, this rank's RNG state; return the train state."""
+    model.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
+    moments: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(path / "optimizer.safetensors").items():
+        index, name = key.split(".", 1)
+        moments.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": moments, "param_groups": optimizer.state_dict()["param_groups"]})
+    rng_file = path / f"rng-rank{rank}.json"
+    if rng_file.is_file():  # absent when resuming with more ranks; nothing in training draws from it
+        set_rng_state(json.loads(rng_file.read_text()), device)
+    return TrainState(**json.loads((path / "train_state.json").read_text()))
+
+
+__all__ = ["CheckpointError", "TrainState", "hf_config", "hf_to_state_dict", "latest_checkpoint",
+           "load_checkpoint", "load_hf", "model_config_from_hf", "save_checkpoint", "save_hf",
+           "state_dict_to_hf"]

@@ -32,13 +32,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cotlab.analysis.attention import figure_map, model_query_maps, scores_from_maps
-from cotlab.analysis.similarity import chance_similarity, embedding_similarity
+from cotlab.analysis.model_analysis import analyse_model
+from cotlab.analysis.similarity import chance_similarity
 from cotlab.analysis.tables import wilson_interval
 from cotlab.atomic import write_atomic
+from cotlab.checkpoint import load_hf
 from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets, read_json
+from cotlab.data.store import open_dataset
 from cotlab.formats import FORMATS, PromptConfig, evaluated_formats
+from cotlab.layout import eval_companions
 from cotlab.metrics import reduce_scores, score_rows
+from cotlab.precision import set_precision
 
 ACCURACY_METRICS = ("answer_acc", "majority_baseline", "format_acc")
 
@@ -106,38 +110,6 @@ def scored_formats(trained: str, data_cfg: DataConfig, overrides: dict[str, Any]
     return out
 
 
-def analyse(model: torch.nn.Module, dataset, rows, data_cfg: DataConfig, trained: str, *, offset: int = 0,
-            n_attn: int, batch_size: int, device: torch.device | str
-            ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Embedding similarity and attention-to-parent precision of the final model.
-
-    Returns the analysis row and the arrays of `<stem>.attention.npz`: maps (A, C, S) query
-    attention maps, map (C, S) the figure's map, adjacency (C, S) bool, dag (A, C, M), cosines (d,).
-    Attention is defined for cot-trained plain-format models only; otherwise the values are NaN
-    and the maps empty.
-    """
-    V = data_cfg.vocab_size
-    embedding = model.tok_embeddings.weight.detach()[offset:offset + V].float().cpu().numpy()  # (V, D)
-    sim, cosines = embedding_similarity(dataset.embedding, embedding)
-    N, C = data_cfg.n_inputs, data_cfg.chain_length
-    row = {"embed_sim": sim, "embed_sim_chance": chance_similarity(data_cfg.vocab_size, data_cfg.n_dims)}
-    row.update({f"embed_cos_{i}": float(c) for i, c in enumerate(cosines)})
-    attn_rows = rows.take(slice(0, n_attn))
-    if FORMATS[trained].parent_attention and n_attn > 0:
-        maps = model_query_maps(model, attn_rows, data_cfg, batch_size=batch_size, device=device, offset=offset)
-        row.update(scores_from_maps(maps, attn_rows.dag, data_cfg))
-        shown, adjacency = figure_map(maps, attn_rows.dag, data_cfg)
-    else:
-        maps = np.zeros((0, C, N + C - 1))
-        row.update(parent_prec=float("nan"), parent_mass=float("nan"), chance=float("nan"))
-        shown, adjacency = np.full((C, N + C - 1), np.nan), np.zeros((C, N + C - 1), bool)
-    row["parent_chance"] = row.pop("chance")  # the name metrics.parquet uses
-    row["n_attn"] = len(maps)
-    arrays = {"maps": maps, "map": shown, "adjacency": adjacency, "dag": np.asarray(attn_rows.dag[: len(maps)]),
-              "cosines": cosines}
-    return row, arrays
-
-
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     """RUN_DIR/config.json (written by `cotlab train`): {"train": TrainConfig values, "precision", ...}."""
     path = run_dir / "config.json"
@@ -159,12 +131,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def companion_paths(out: Path) -> tuple[Path, Path]:
-    """FILE.parquet -> (FILE.analysis.parquet, FILE.attention.npz)."""
-    stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.stem
-    return out.with_name(f"{stem}.analysis.parquet"), out.with_name(f"{stem}.attention.npz")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a finished `cotlab train` directory (holds final/ and config.json)")
     parser.add_argument("--eval-data", required=True, help="the eval split directory (`cotlab generate --split eval`)")
@@ -182,10 +148,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from cotlab.checkpoint import load_hf
-    from cotlab.data.store import open_dataset
-    from cotlab.train import set_precision
-
     run_dir, out = Path(args.run_dir), Path(args.out)
     for name in ("n", "n_attn"):
         value = getattr(args, name)
@@ -234,17 +196,19 @@ def main(args: argparse.Namespace) -> int:
             print(f"{run_id} {prompt_cfg.format}{' (cross-format)' if cross else ''}: answer_acc "
                   f"{metrics['answer_acc']:.4f} [{metrics['answer_acc_lo']:.4f}, {metrics['answer_acc_hi']:.4f}]"
                   f" majority {metrics['majority_baseline']:.4f} n={int(metrics['n'])}")
-        analysis, arrays = analyse(model, dataset, rows, data_cfg, trained, offset=offset,
-                                   n_attn=min(args.n_attn, n), batch_size=args.batch_size, device=device)
+        model_row, arrays = analyse_model(model, dataset.embedding, rows, data_cfg, trained, offset=offset,
+                                          n_attn=min(args.n_attn, n), batch_size=args.batch_size, device=device)
+    analysis = {"run_id": run_id, "trained_format": trained, "embed_sim": model_row.pop("embed_sim"),
+                "embed_sim_chance": chance_similarity(data_cfg.vocab_size, data_cfg.n_dims), **model_row,
+                "n_attn": len(arrays["maps"])}
 
-    analysis_path, attention_path = companion_paths(out)
-    write_atomic(out, lambda tmp: pd.DataFrame(records).to_parquet(tmp, index=False))
-    write_atomic(analysis_path, lambda tmp: pd.DataFrame(
-        [{"run_id": run_id, "trained_format": trained, **analysis}]).to_parquet(tmp, index=False))
+    files = eval_companions(out)
+    write_atomic(files["scores"], lambda tmp: pd.DataFrame(records).to_parquet(tmp, index=False))
+    write_atomic(files["analysis"], lambda tmp: pd.DataFrame([analysis]).to_parquet(tmp, index=False))
 
     def save_npz(tmp: str) -> None:
         with open(tmp, "wb") as handle:  # a file handle: np.savez would append .npz to a name
             np.savez(handle, **arrays)
 
-    write_atomic(attention_path, save_npz)
+    write_atomic(files["attention"], save_npz)
     return 0

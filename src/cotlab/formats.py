@@ -1,4 +1,4 @@
-"""Prompt formats: the one table of what each format is, and the prompt config (docs/prompts.md).
+"""Prompt formats: the one table of what each format is, and the prompt config (docs/architecture.md).
 
 Every module that needs a fact about a format (which ones carry chain-of-thought, which need the
 special tokens, how long a sequence is, how `cotlab evaluate` forces it, which slug a run id uses)
@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import model_validator
 
-from cotlab.config import Section, fail
-
-if TYPE_CHECKING:
-    from cotlab.config import DataConfig
+from cotlab.config import DataConfig, Section, fail
 
 
 @dataclass(frozen=True)

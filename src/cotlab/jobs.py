@@ -1,4 +1,4 @@
-"""The workflow's job table at one scale, and the plan each aggregate job is given (docs/workflow.md).
+"""The workflow's job table at one scale, and the plan each aggregate job is given (docs/architecture.md).
 
 `workflow/rules/common.smk` and `cotlab plan` build `Jobs` here; every path comes from
 `cotlab.layout`. An aggregate job receives its card's plan as a Snakemake param: the card at the

@@ -1,4 +1,4 @@
-"""Where every file of the workflow lives: the only module that knows a results path (docs/results.md).
+"""Where every file of the workflow lives: the only module that knows a results path (docs/architecture.md).
 
     results/
       data/<data_id>/<split>-<n_rows>/   one split of a data point (manifest.json, part-*.parquet)

@@ -9,7 +9,8 @@ weight decay 0.01) at a constant lr, no clipping, next-token CE over the labelle
 evaluated at step 0 and every `eval_every` steps. The global batch is `batch_size` sequences
 whatever the world size: rank r trains on its slice of the same global batch, and the loss is
 normalised by the global number of labelled tokens, so the summed gradient equals the
-single-process one.
+single-process one. Every input is checked first (`cotlab.train_job.prepare`); then `Trainer` runs
+the loop as named steps (`train_step`, `evaluate_and_record`, `save`).
 
 Outputs in RUN_DIR:
 - config.json: the resolved configs; a rerun with a different one is refused.
@@ -32,276 +33,54 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from cotlab.analysis.attention import model_query_maps, scores_from_maps
-from cotlab.analysis.similarity import embedding_similarity
+from cotlab.analysis.model_analysis import analyse_model
 from cotlab.atomic import write_atomic
-from cotlab.checkpoint import replace_dir, save_hf
-from cotlab.config import ConfigError, fail, load
+from cotlab.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint, save_hf
+from cotlab.config import ConfigError, fail
 from cotlab.data.loader import TrainLoader, load_rows
 from cotlab.data.prompts import IGNORE
-from cotlab.data.store import Dataset, open_dataset
-from cotlab.metrics import evaluate_accuracy
+from cotlab.distributed import all_reduce_sum, barrier
 from cotlab.formats import FORMATS
+from cotlab.metrics import evaluate_accuracy
 from cotlab.model import Transformer
-from cotlab.model_config import ModelConfig, model_config
-from cotlab.train_config import TrainConfig
+from cotlab.precision import set_precision
+from cotlab.train_job import TrainJob, prepare
 
-CHECKPOINT_DIR = re.compile(r"^step-(\d+)$")
 ANALYSIS_BATCH = 32  # sequences per attention pass: it holds (B, heads, T, T) fp32 probabilities
-
-
-@dataclass
-class Run:
-    """A validated run: everything `train` needs, checked before anything is written."""
-
-    cfg: TrainConfig
-    model_cfg: ModelConfig
-    train_data: Dataset
-    eval_data: Dataset
-    out: Path
-    steps: int
-    n_eval: int
-    precision: str  # fp32 | tf32 | bf16, "auto" resolved
-    resolved: dict[str, Any]  # the content of config.json
-
-    @property
-    def done(self) -> bool:
-        return (self.out / "final").is_dir()
-
-
-@dataclass
-class TrainState:
-    """What a checkpoint stores besides weights and optimizer moments (train_state.json)."""
-
-    step: int = 0
-    tokens_seen: int = 0  # real (non-padding) input tokens, all ranks
-    interval_loss: float = 0.0  # sum over steps since the last eval of each step's mean CE
-    interval_steps: int = 0
-    elapsed_s: float = 0.0  # wall clock spent training and evaluating, summed over restarts
-    loader: dict[str, int] = field(default_factory=dict)
-    metrics: list[dict[str, float]] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation: configs, datasets and the run directory, before any work.
-
-
-def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[str],
-            world_size: int) -> Run:
-    """Load and cross-check every input; raise a one-line ConfigError on the first problem."""
-    cfg = load(TrainConfig, config, sets)
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device_type == "cuda" else "fp32")
-
-    train_data, evals = open_dataset(data), open_dataset(eval_data)
-    if train_data.split != "train":
-        fail("--data", data, f"must be a train split (this one is {train_data.split!r})")
-    if evals.split != "eval":
-        fail("--eval-data", eval_data, f"must be an eval split (this one is {evals.split!r})")
-    data_cfg = train_data.config
-    theirs = evals.config.to_dict()
-    for key, value in data_cfg.to_dict().items():
-        if key != "n_sequences" and theirs[key] != value:
-            fail("--eval-data", eval_data, f"must hold the same data point as --data ({key} is "
-                 f"{theirs[key]!r} there, {value!r} in --data)")
-    try:
-        cfg.prompt.check(data_cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"prompt.{exc}") from None
-
-    n_train = train_data.n_rows if cfg.n_train is None else cfg.n_train
-    if n_train < cfg.batch_size:
-        fail("n_train", n_train, f"must be >= batch_size={cfg.batch_size} (the train split holds "
-             f"{train_data.n_rows} rows)")
-    n_eval = evals.n_rows if cfg.n_eval is None else cfg.n_eval
-    if n_eval > evals.n_rows:
-        fail("n_eval", n_eval, f"must be <= {evals.n_rows} (rows of the eval split)")
-    if cfg.batch_size % world_size:
-        fail("batch_size", cfg.batch_size, f"must be divisible by the number of ranks ({world_size})")
-    model_cfg = model_config(cfg.model, data_cfg.vocab_size + cfg.prompt.offset)
-
-    resolved_cfg = cfg.model_copy(update={"n_train": n_train, "n_eval": n_eval})
-    resolved = {"train": resolved_cfg.to_dict(), "precision": precision, "steps": n_train // cfg.batch_size,
-                "model": model_cfg.to_dict(), "data": data_cfg.to_dict(), "eval_data": evals.config.to_dict()}
-    out_dir = Path(out)
-    if out_dir.exists() and not out_dir.is_dir():
-        fail("--out", out, "must be a directory (a file is in the way)")
-    saved = out_dir / "config.json"
-    if saved.is_file():
-        mismatch = first_difference(*(without_neutral(c) for c in (json.loads(saved.read_text()), resolved)))
-        if mismatch:
-            key, there, here = mismatch
-            raise ConfigError(f"--out {out}: its config.json has {key}={there!r} but this run has "
-                              f"{here!r}; use another --out or delete the old run")
-    return Run(cfg, model_cfg, train_data, evals, out_dir, n_train // cfg.batch_size, n_eval,
-               precision, resolved)
-
-
-# Settings a rerun may change without changing any result (Snakemake caps threads at --cores).
-RESULT_NEUTRAL = ("threads", "eval_batch_size")
-
-
-def without_neutral(resolved: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved run config that must match for a rerun to resume (JSON types)."""
-    resolved = json.loads(json.dumps(resolved))
-    for key in RESULT_NEUTRAL:
-        resolved["train"].pop(key, None)
-    return resolved
-
-
-def first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
-    """The first dotted key (in `b`'s order) at which two JSON values differ, with both values."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in [*b, *(key for key in a if key not in b)]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if a == b else (prefix.rstrip("."), a, b)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: complete or absent, newest kept; weights and moments as safetensors, state as JSON.
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest complete checkpoints/step-N directory (temporary ones never match)."""
-    found = [(int(m.group(1)), p) for p in (out / "checkpoints").glob("step-*")
-             if (m := CHECKPOINT_DIR.match(p.name)) and p.is_dir()]
-    return max(found)[1] if found else None
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    """Python, numpy, torch CPU (and CUDA) generator states as JSON-able lists."""
-    version, mt, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(mt), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached],
-            "torch": torch.get_rng_state().tolist(),
-            "cuda": torch.cuda.get_rng_state(device).tolist() if device.type == "cuda" else None}
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    version, mt, gauss = state["python"]
-    random.setstate((version, tuple(mt), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
-    if device.type == "cuda" and state["cuda"] is not None:
-        torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
-
-
-def save_checkpoint(out: Path, model: Transformer, optimizer: torch.optim.Optimizer,
-                    state: TrainState, rank: int, world_size: int, device: torch.device) -> None:
-    """Write checkpoints/step-N atomically (every rank adds its RNG state), then drop older ones."""
-    root = out / "checkpoints"
-    final = root / f"step-{state.step}"
-    tmp = root / f".step-{state.step}.tmp"
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier(world_size)
-    (tmp / f"rng-rank{rank}.json").write_text(json.dumps(rng_state(device)))
-    if rank == 0:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  tmp / "model.safetensors")
-        moments = {f"{index}.{name}": value.detach().cpu().contiguous()
-                   for index, per_param in optimizer.state_dict()["state"].items()
-                   for name, value in per_param.items()}
-        save_file(moments, tmp / "optimizer.safetensors")
-        (tmp / "train_state.json").write_text(json.dumps(asdict(state)))
-    barrier(world_size)
-    if rank == 0:
-        replace_dir(tmp, final)
-        for older in root.glob("step-*"):
-            if older != final and CHECKPOINT_DIR.match(older.name):
-                shutil.rmtree(older)
-
-
-def load_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optimizer, rank: int,
-                    device: torch.device) -> TrainState:
-    """Restore weights, optimizer moments, this rank's RNG state; return the train state."""
-    model.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
-    moments: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in load_file(path / "optimizer.safetensors").items():
-        index, name = key.split(".", 1)
-        moments.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": moments, "param_groups": optimizer.state_dict()["param_groups"]})
-    rng_file = path / f"rng-rank{rank}.json"
-    if rng_file.is_file():  # absent when resuming with more ranks; nothing in training draws from it
-        set_rng_state(json.loads(rng_file.read_text()), device)
-    return TrainState(**json.loads((path / "train_state.json").read_text()))
-
-
-def write_metrics(out: Path, rows: list[dict[str, float]]) -> None:
-    """metrics.parquet, replaced atomically."""
-    write_atomic(out / "metrics.parquet", lambda tmp: pd.DataFrame(rows).to_parquet(tmp, index=False))
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributed helpers.
-
-
-def barrier(world_size: int) -> None:
-    if world_size > 1:
-        dist.barrier()
-
-
-def all_reduce_sum(tensor: torch.Tensor, world_size: int) -> torch.Tensor:
-    if world_size > 1:
-        dist.all_reduce(tensor)
-    return tensor
-
-
-def set_precision(precision: str) -> contextlib.AbstractContextManager:
-    """Set the TF32 switches for `precision` and return the forward pass's autocast context."""
-    tf32 = precision != "fp32"  # bf16 autocast leaves some matmuls in fp32: let them use TF32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    if precision == "bf16":
-        device_type = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+PROGRESS_EVERY = 50  # steps between the progress bar's loss updates (each one waits for the device)
 
 
 # ---------------------------------------------------------------------------------------------
 # The loop.
 
 
-def analysis_metrics(model: Transformer, run: Run, eval_rows, device: torch.device) -> dict[str, float]:
-    """embed_sim (+ the d principal cosines) and parent_prec / parent_mass / parent_chance."""
-    cfg, data_cfg = run.cfg, run.train_data.config
-    offset, V = cfg.prompt.offset, data_cfg.vocab_size
-    model_embedding = model.tok_embeddings.weight.detach()[offset:offset + V].float().cpu().numpy()  # (V, D)
-    sim, cosines = embedding_similarity(run.train_data.embedding, model_embedding)
-    out = {"embed_sim": sim, **{f"embed_cos_{i}": float(c) for i, c in enumerate(cosines)}}
-    parents = {"parent_prec": math.nan, "parent_mass": math.nan, "chance": math.nan}
-    n = min(cfg.analysis_n, run.n_eval)
-    if n > 0 and cfg.prompt.spec.parent_attention:
-        rows = eval_rows.take(slice(0, n))
-        maps = model_query_maps(model, rows, data_cfg, batch_size=ANALYSIS_BATCH, device=device,
-                                offset=offset)
-        parents = scores_from_maps(maps, rows.dag, data_cfg)
-    out.update(parent_prec=parents["parent_prec"], parent_mass=parents["parent_mass"],
-               parent_chance=parents["chance"])
-    return out
+def init_run_dir(job: TrainJob) -> None:
+    """Create the run directory and its config.json; remove leftovers of a killed attempt (rank 0)."""
+    job.out.mkdir(parents=True, exist_ok=True)
+    if not (job.out / "config.json").is_file():
+        text = json.dumps(job.resolved, indent=2) + "\n"
+        write_atomic(job.out / "config.json", lambda tmp: Path(tmp).write_text(text))
+    for stale in [*job.out.glob(".*.tmp*"), *(job.out / "checkpoints").glob(".*.tmp*")]:
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+
+
+def write_metrics(out: Path, rows: list[dict[str, float]]) -> None:
+    """metrics.parquet, replaced atomically."""
+    write_atomic(out / "metrics.parquet", lambda tmp: pd.DataFrame(rows).to_parquet(tmp, index=False))
 
 
 def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], world_size: int,
@@ -325,110 +104,153 @@ def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], world_size
     return ce_sum * world_size / counts[0], ce_sum, counts
 
 
-def train(run: Run, rank: int = 0, world_size: int = 1, local_rank: int = 0) -> None:
-    """Train (or resume) `run` to completion on this rank; the caller has set up the process group."""
-    cfg, data_cfg = run.cfg, run.train_data.config
-    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.set_num_threads(cfg.threads)
-    autocast = set_precision(run.precision)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+class Trainer:
+    """One rank's training of a job: the model, optimizer, data and the state a checkpoint stores.
 
-    if rank == 0:  # the run directory, and leftovers of a killed attempt
-        run.out.mkdir(parents=True, exist_ok=True)
-        if not (run.out / "config.json").is_file():
-            text = json.dumps(run.resolved, indent=2) + "\n"
-            write_atomic(run.out / "config.json", lambda tmp: Path(tmp).write_text(text))
-        for stale in [*run.out.glob(".*.tmp*"), *(run.out / "checkpoints").glob(".*.tmp*")]:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
-    barrier(world_size)
+    `state` is what train_state.json holds. The running train loss and token count stay on the
+    device between evals (`interval_loss`, `tokens_seen`) and `sync_state` copies them into it, so
+    that a step never waits for the device.
+    """
 
-    model = Transformer(run.model_cfg)
-    model.init_weights(cfg.seed)
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                                  weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-    loader = TrainLoader(run.train_data, cfg.prompt, cfg.batch_size, cfg.seed, rank, world_size)
-    eval_rows = load_rows(run.eval_data, run.n_eval)
+    def __init__(self, job: TrainJob, rank: int = 0, world_size: int = 1, local_rank: int = 0):
+        cfg = job.cfg
+        self.job, self.rank, self.world_size = job, rank, world_size
+        self.device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        torch.set_num_threads(cfg.threads)
+        self.autocast = set_precision(job.precision)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
 
-    state = TrainState()
-    checkpoint = latest_checkpoint(run.out)
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, model, optimizer, rank, device)
-        loader.load_state_dict(state.loader)
-        print0(rank, f"resuming from {checkpoint} (step {state.step} of {run.steps})")
+        self.model = Transformer(job.model_cfg)
+        self.model.init_weights(cfg.seed)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
+                                           eps=cfg.eps, weight_decay=cfg.weight_decay,
+                                           fused=self.device.type == "cuda")
+        self.loader = TrainLoader(job.train_data, cfg.prompt, cfg.batch_size, cfg.seed, rank, world_size)
+        self.eval_rows = load_rows(job.eval_data, job.n_eval)
+        self.state = self.resume()
 
-    step_model: torch.nn.Module = torch.compile(model) if cfg.compile else model
-    if world_size > 1:
-        step_model = DistributedDataParallel(step_model, device_ids=[local_rank] if device.type == "cuda" else None)
-    # A checkpoint holds the all-ranks sum; resumed, rank 0 carries it and the others start at 0.
-    interval_loss = torch.tensor(state.interval_loss if rank == 0 else 0.0, dtype=torch.float64, device=device)
-    tokens_seen = torch.tensor(state.tokens_seen, dtype=torch.int64, device=device)
-    started = time.perf_counter() - state.elapsed_s
+        self.step_model: torch.nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        if world_size > 1:
+            device_ids = [local_rank] if self.device.type == "cuda" else None
+            self.step_model = DistributedDataParallel(self.step_model, device_ids=device_ids)
+        # A checkpoint holds the all-ranks sum; resumed, rank 0 carries it and the others start at 0.
+        self.interval_loss = torch.tensor(self.state.interval_loss if rank == 0 else 0.0,
+                                          dtype=torch.float64, device=self.device)  # () this rank's sum
+        self.tokens_seen = torch.tensor(self.state.tokens_seen, dtype=torch.int64, device=self.device)  # ()
+        self.started = time.perf_counter() - self.state.elapsed_s
+        self.bar = tqdm(total=job.steps, initial=self.state.step, desc="train", unit="step",
+                        dynamic_ncols=True, disable=None if rank == 0 else True)
 
-    def sync_state(step: int) -> None:
-        state.step, state.loader = step, loader.state_dict()
-        state.interval_loss = all_reduce_sum(interval_loss.clone(), world_size).item()  # collective
-        state.tokens_seen = int(tokens_seen.item())
-        state.elapsed_s = time.perf_counter() - started
+    def resume(self) -> TrainState:
+        """Load the newest checkpoint (weights, moments, RNG, loader position); a fresh state if none."""
+        checkpoint = latest_checkpoint(self.job.out)
+        if checkpoint is None:
+            return TrainState()
+        state = load_checkpoint(checkpoint, self.model, self.optimizer, self.rank, self.device)
+        self.loader.load_state_dict(state.loader)
+        print0(self.rank, f"resuming from {checkpoint} (step {state.step} of {self.job.steps})")
+        return state
 
-    def evaluate(step: int) -> dict[str, float]:
-        with autocast:
-            scores = evaluate_accuracy(model, eval_rows, data_cfg, cfg.prompt, batch_size=cfg.eval_batch_size,
-                                       device=device, rank=rank, world_size=world_size)
-            extra = analysis_metrics(model, run, eval_rows, device) if rank == 0 else {}
-        sync_state(step)
-        loss_sum = state.interval_loss
+    def fit(self) -> None:
+        """Evaluate at step 0 (unless resumed), then train to the last step, evaluating and checkpointing."""
+        cfg, steps = self.job.cfg, self.job.steps
+        if self.state.step == 0:
+            self.evaluate_and_record(0)
+        for step in range(self.state.step + 1, steps + 1):
+            self.train_step(self.loader.next_batch())
+            if step % cfg.eval_every == 0 or step == steps:
+                self.evaluate_and_record(step)
+            if step % cfg.checkpoint_every == 0 and step < steps:
+                self.save(step)
+        self.bar.close()
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> None:
+        """One optimizer step on this rank's share of a global batch; the loss stays on the device."""
+        loss, ce_sum, counts = step_loss(self.step_model, batch, self.world_size, self.device, self.autocast)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.interval_loss += ce_sum.detach().double() / counts[0]
+        self.tokens_seen += counts[1]
+        self.state.interval_steps += 1
+        self.bar.update(1)
+        if not self.bar.disable and self.bar.n % PROGRESS_EVERY == 0:  # bar.n: the step just taken
+            mean_loss = self.interval_loss.item() * self.world_size / self.state.interval_steps  # rank 0's share
+            self.bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{self.state.metrics[-1]['answer_acc']:.3f}")
+
+    def sync_state(self, step: int) -> None:
+        """Bring `state` up to `step` (a collective: every rank must call it)."""
+        self.state.step, self.state.loader = step, self.loader.state_dict()
+        self.state.interval_loss = all_reduce_sum(self.interval_loss.clone(), self.world_size).item()
+        self.state.tokens_seen = int(self.tokens_seen.item())
+        self.state.elapsed_s = time.perf_counter() - self.started
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """The metrics.parquet row of `step`: eval scores (all ranks), analyses (rank 0), train loss."""
+        cfg, state = self.job.cfg, self.state
+        with self.autocast:
+            scores = evaluate_accuracy(self.model, self.eval_rows, self.job.train_data.config, cfg.prompt,
+                                       batch_size=cfg.eval_batch_size, device=self.device, rank=self.rank,
+                                       world_size=self.world_size)
+            analyses = self.analyse() if self.rank == 0 else {}
+        self.sync_state(step)
         n_eval = int(scores.pop("n"))
         return {"step": step, "seqs_seen": step * cfg.batch_size, "tokens_seen": state.tokens_seen,
-                "train_loss": loss_sum / state.interval_steps if state.interval_steps else math.nan,
-                **scores, **extra, "lr": optimizer.param_groups[0]["lr"], "n_eval": n_eval,
+                "train_loss": state.interval_loss / state.interval_steps if state.interval_steps else math.nan,
+                **scores, **analyses, "lr": self.optimizer.param_groups[0]["lr"], "n_eval": n_eval,
                 "elapsed_s": state.elapsed_s}
 
-    def record(row: dict[str, float]) -> None:
-        state.metrics.append(row)
-        interval_loss.zero_()
-        state.interval_steps = 0
-        if rank == 0:
-            write_metrics(run.out, state.metrics)
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['answer_acc']:.3f}")
-            bar.write(f"step {row['step']:>7} | train_loss {row['train_loss']:.4f} | eval_loss "
-                      f"{row['eval_loss']:.4f} | answer_acc {row['answer_acc']:.4f} | majority "
-                      f"{row['majority_baseline']:.4f} | {row['elapsed_s']:.1f}s")
+    def analyse(self) -> dict[str, float]:
+        """embed_sim, embed_cos_i, parent_prec, parent_mass and parent_chance of the model now."""
+        job, prompt = self.job, self.job.cfg.prompt
+        row, _ = analyse_model(self.model, job.train_data.embedding, self.eval_rows, job.train_data.config,
+                               prompt.format, offset=prompt.offset, n_attn=min(job.cfg.analysis_n, job.n_eval),
+                               batch_size=ANALYSIS_BATCH, device=self.device)
+        return row
 
-    bar = tqdm(total=run.steps, initial=state.step, desc="train", unit="step", dynamic_ncols=True,
-               disable=None if rank == 0 else True)
-    if state.step == 0:
-        record(evaluate(0))
-    for step in range(state.step + 1, run.steps + 1):
-        loss, ce_sum, counts = step_loss(step_model, loader.next_batch(), world_size, device, autocast)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        interval_loss += ce_sum.detach().double() / counts[0]
-        tokens_seen += counts[1]
-        state.interval_steps += 1
-        bar.update(1)
-        if not bar.disable and step % 50 == 0:  # rank 0's share of the interval's mean loss
-            bar.set_postfix(loss=f"{interval_loss.item() * world_size / state.interval_steps:.4f}",
-                            acc=f"{state.metrics[-1]['answer_acc']:.3f}")
+    def evaluate_and_record(self, step: int) -> None:
+        """Evaluate, append the row to the metrics, start a new loss interval; rank 0 writes and reports."""
+        row = self.evaluate(step)
+        self.state.metrics.append(row)
+        self.interval_loss.zero_()
+        self.state.interval_steps = 0
+        if self.rank == 0:
+            write_metrics(self.job.out, self.state.metrics)
+            self.bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['answer_acc']:.3f}")
+            self.bar.write(f"step {row['step']:>7} | train_loss {row['train_loss']:.4f} | eval_loss "
+                           f"{row['eval_loss']:.4f} | answer_acc {row['answer_acc']:.4f} | majority "
+                           f"{row['majority_baseline']:.4f} | {row['elapsed_s']:.1f}s")
 
-        if step % cfg.eval_every == 0 or step == run.steps:
-            record(evaluate(step))
-        if step % cfg.checkpoint_every == 0 and step < run.steps:
-            sync_state(step)
-            save_checkpoint(run.out, model, optimizer, state, rank, world_size, device)
-    bar.close()
+    def save(self, step: int) -> None:
+        """Write the resume checkpoint of `step` (every rank must call it)."""
+        self.sync_state(step)
+        save_checkpoint(self.job.out, self.model, self.optimizer, self.state, self.rank, self.world_size,
+                        self.device)
 
-    if rank == 0:
-        save_hf(model, run.out / "final")
-        shutil.rmtree(run.out / "checkpoints", ignore_errors=True)
+    def finish(self) -> None:
+        """Write final/ and drop the resume checkpoint (rank 0): this marks the run complete."""
+        out, state = self.job.out, self.state
+        save_hf(self.model, out / "final")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
         tokens_per_s = state.tokens_seen / max(state.elapsed_s, 1e-9)
-        print0(rank, f"done: {run.steps} steps, {state.tokens_seen:,} tokens in {state.elapsed_s:.1f}s "
-                     f"({tokens_per_s:,.0f} tokens/s), model in {run.out / 'final'}")
+        print0(self.rank, f"done: {self.job.steps} steps, {state.tokens_seen:,} tokens in "
+                          f"{state.elapsed_s:.1f}s ({tokens_per_s:,.0f} tokens/s), model in {out / 'final'}")
+
+
+def train(job: TrainJob, rank: int = 0, world_size: int = 1, local_rank: int = 0) -> None:
+    """Train (or resume) `job` to completion on this rank; the caller has set up the process group."""
+    if rank == 0:
+        init_run_dir(job)
+    barrier(world_size)
+    trainer = Trainer(job, rank, world_size, local_rank)
+    trainer.fit()
+    if rank == 0:
+        trainer.finish()
     barrier(world_size)
 
 
@@ -465,9 +287,9 @@ def main(args: argparse.Namespace) -> int:
     if world_size < 1:
         fail("--nproc", args.nproc, "must be a positive integer")
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    run = prepare(args.data, args.eval_data, args.out, args.config, sets, world_size)
-    if run.done:
-        print0(rank, f"{run.out / 'final'} exists: the run is complete, nothing to do")
+    job = prepare(args.data, args.eval_data, args.out, args.config, sets, world_size)
+    if job.done:
+        print0(rank, f"{job.out / 'final'} exists: the run is complete, nothing to do")
         return 0
     if world_size > 1 and not launched:
         forwarded = ["--data", args.data, "--eval-data", args.eval_data, "--out", args.out,
@@ -480,7 +302,7 @@ def main(args: argparse.Namespace) -> int:
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        train(run, rank, world_size, local_rank)
+        train(job, rank, world_size, local_rank)
     finally:
         if world_size > 1:
             dist.destroy_process_group()

@@ -1,4 +1,4 @@
-"""`TrainConfig`: one training run's settings (docs/training.md), torch-free.
+"""`TrainConfig`: one training run's settings, torch-free.
 
 The workflow validates every run of every card against it when it plans (`snakemake -n`), so a
 bad training value fails before any job starts; `cotlab train` loads the same class.

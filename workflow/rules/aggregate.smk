@@ -1,4 +1,4 @@
-"""One table and figure per experiment card (docs/figures.md), captioned for `snakemake --report`
+"""One table and figure per experiment card, captioned for `snakemake --report`
 from workflow/report/<id>.rst. One rule per card, so that each figure gets its own caption file."""
 
 for _exp in WORKFLOW.experiments:

@@ -1,4 +1,4 @@
-"""Validated config and the job table: what every rule reads (docs/workflow.md).
+"""Validated config and the job table: what every rule reads (docs/architecture.md).
 
 Each rule passes its job's resolved point as `params`, so Snakemake's params trigger reruns exactly
 the jobs whose point changed, and everything downstream of them: data values for generate, training

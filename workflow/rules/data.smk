@@ -1,4 +1,4 @@
-"""Datasets (docs/data.md): one directory of Parquet shards + manifest.json per (data point, split,
+"""Datasets: one directory of Parquet shards + manifest.json per (data point, split,
 rows); TokenCoverage of a training split for the coverage card."""
 
 

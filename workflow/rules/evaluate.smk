@@ -1,4 +1,4 @@
-"""Evaluation of each final model with and without CoT (docs/evaluation.md): answer and per-position
+"""Evaluation of each final model with and without CoT: answer and per-position
 accuracy, eval loss and cross-format scores, plus the model analyses (embedding similarity,
 attention-to-parent precision and the attention maps of fig_attention)."""
 

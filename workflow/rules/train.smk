@@ -1,4 +1,4 @@
-"""Training (docs/training.md): one job per (data point, model, prompt format, seed), DDP over the
+"""Training: one job per (data point, model, prompt format, seed), DDP over the
 job's GPUs (`cotlab train --nproc G` runs torchrun on one node). The final model and metrics.parquet
 are the declared outputs; checkpoints live in the undeclared runs/<run_id>/checkpoints/, which
 Snakemake leaves alone when a job fails, so a rerun resumes from the newest one.

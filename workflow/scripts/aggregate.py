@@ -1,7 +1,7 @@
 """The aggregate rules' script: hands the job's plan, inputs and outputs to `cotlab.aggregate`.
 
 A script rather than a shell command, so that the aggregate reads exactly the plan and the files
-Snakemake planned (docs/workflow.md); errors are one line in the job's log.
+Snakemake planned; errors are one line in the job's log.
 """
 
 import json

@@ -7,13 +7,14 @@ own x_1..x_N, y_1..y_{c-1} and renormalise. Then
 
 - parent_prec = |top-M columns ∩ pa(y_c)| / M, averaged over c and sequences;
 - parent_mass = the renormalised mass on the true parents, averaged the same way;
-- chance = the mean over c of M / (N + c - 1) (a uniformly random choice of M columns).
+- parent_chance = the mean over c of M / (N + c - 1) (a uniformly random choice of M columns).
 
 Within an example the DAG node id equals the token's offset (node j < N is x_{j+1} at offset j,
 node N+c-1 is y_c at offset N+c-1), so the row predicting y_c sits at offset N+c-2 and its allowed
 columns are offsets 0..N+c-2. Only the paper-1 `cot` format has y_{c-1} in the prompt at a fixed
-offset; every other format returns NaN (std sequences carry no intermediate chain tokens to attend
-to). Ties in the top-M go to the earlier column.
+offset (`Format.parent_attention`); `cotlab.analysis.model_analysis` reports NaN for every other
+trained format (std sequences carry no intermediate chain tokens to attend to). Ties in the top-M go
+to the earlier column.
 
 Letters: B sequences, T tokens, N inputs, M parents, C chain tokens, S = N + C - 1 map columns.
 """
@@ -27,10 +28,11 @@ import torch
 
 from cotlab.config import DataConfig
 from cotlab.data.prompts import render_train
-from cotlab.formats import FORMATS, PromptConfig
+from cotlab.formats import PromptConfig
 
 if TYPE_CHECKING:
     from cotlab.data.generate import Rows
+
 
 def query_maps(attn: np.ndarray | torch.Tensor, data_cfg: DataConfig) -> np.ndarray:
     """The query example's renormalised attention rows: (B, T, T) -> (B, C, S) float64.
@@ -73,27 +75,14 @@ def chance_precision(data_cfg: DataConfig) -> float:
 
 
 def scores_from_maps(maps: np.ndarray, dag: np.ndarray, data_cfg: DataConfig) -> dict[str, float]:
-    """parent_prec, parent_mass and chance from (B, C, S) maps and the rows' (B, C, M) DAGs."""
+    """parent_prec, parent_mass and parent_chance from (B, C, S) maps and the rows' (B, C, M) DAGs."""
     M = data_cfg.n_parents
     is_parent = np.stack([parent_matrix(g, data_cfg.n_inputs) for g in np.asarray(dag)])  # (B, C, S)
     ranked = np.argsort(-np.nan_to_num(maps, nan=-np.inf), axis=2, kind="stable")[:, :, :M]  # (B, C, M)
     hits = np.take_along_axis(is_parent, ranked, axis=2).sum(axis=2)  # (B, C)
     mass = np.where(is_parent, np.nan_to_num(maps), 0.0).sum(axis=2)  # (B, C)
     return {"parent_prec": float(np.mean(hits / M)), "parent_mass": float(np.mean(mass)),
-            "chance": chance_precision(data_cfg)}
-
-
-def parent_precision(attn: np.ndarray | torch.Tensor, rows: Rows, data_cfg: DataConfig,
-                     fmt: str) -> dict[str, float]:
-    """parent_prec, parent_mass and chance of (B, T, T) head-averaged attention over rows[:B].
-
-    fmt is the prompt format the sequences were rendered in; for any format but `cot` every value
-    is NaN (see the module docstring).
-    """
-    if not FORMATS[fmt].parent_attention:
-        return {"parent_prec": float("nan"), "parent_mass": float("nan"), "chance": float("nan")}
-    maps = query_maps(attn, data_cfg)
-    return scores_from_maps(maps, rows.dag[: len(maps)], data_cfg)
+            "parent_chance": chance_precision(data_cfg)}
 
 
 def figure_map(maps: np.ndarray, dag: np.ndarray, data_cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Bad data configs: one line naming field, value and what is allowed, before any work (targets.md)."""
+"""The config machinery and DataConfig: bad values fail in one line naming field, value and what is allowed; ids; torch-free imports."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cotlab.config import ConfigError, DataConfig, load
+from cotlab.config import ConfigError, DataConfig, data_id, load, parse_sets, set_items
 
 BAD = [
     (["n_parents=5"], "n_parents=5: must be <= n_inputs (4)"),
@@ -86,3 +86,26 @@ def test_cli_refuses_a_directory_that_is_not_a_dataset(tmp_path):
                              "--split", "eval"], capture_output=True, text=True)
     assert result.returncode == 2 and "is not a cotlab dataset" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_configs_and_cards_import_without_torch() -> None:
+    """The workflow plans (and validates every run) without importing torch."""
+    modules = "cotlab.config, cotlab.formats, cotlab.model_config, cotlab.train_config, cotlab.card_schema, " \
+              "cotlab.cards, cotlab.jobs, cotlab.layout, cotlab.plan"
+    code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch was imported'"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_set_items_read_back_unchanged() -> None:
+    values = {"lr": 5e-5, "betas": [0.9, 0.999], "prompt": {"format": "cot", "recipe": {"alpha": float("inf")}},
+              "n_eval": None, "name": "two words", "flag": True, "big": 1e6}
+    assert parse_sets(set_items(values)) == values
+
+
+def test_one_data_id_names_the_point_whatever_the_split_size() -> None:
+    small, large = DataConfig(vocab_size=64, n_sequences=10), DataConfig(vocab_size=64, n_sequences=10_000)
+    assert data_id(small) == data_id(large)
+    assert data_id(small).startswith("V64-K40-C2__")
+    assert data_id(DataConfig(vocab_size=64, eval_seed=1042)) == data_id(small)  # the default, spelled out
+    assert data_id(DataConfig(vocab_size=64, eval_seed=7)) != data_id(small)

@@ -1,0 +1,43 @@
+"""`cotlab plan`: the throughput model's budget of experiments.md §5.1 and its table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cotlab.cli import main as cli
+from cotlab.plan import plan_table
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config"
+STAGE1 = ["fig_teaser", "tab_models", "fig_token_coverage", "fig_vocab", "fig_embed_sim", "fig_losses",
+          "fig_examples", "fig_chain", "fig_chain_positions", "fig_parents", "fig_diversity", "fig_attention",
+          "fig_activation", "fig_dims", "tab_hparams"]
+
+
+
+def test_plan_matches_the_reduced_budget() -> None:
+    rows, gpus = plan_table(STAGE1, "reduced", str(CONFIG))
+    by = {r["experiment"]: r for r in rows}
+    assert gpus == 1
+    # experiments.md §5.1: fig_vocab 18 runs, 1.01B tokens, 2.03 h; stage 1 about 5.9 H100-hours
+    assert (by["fig_vocab"]["train"], round(by["fig_vocab"]["train_tokens"] / 1e9, 2)) == (18, 1.01)
+    assert by["fig_vocab"]["gpu_hours"] == pytest.approx(2.03, abs=0.01)
+    assert by["total"]["gpu_hours"] == pytest.approx(5.9, abs=0.3)
+    paper, _ = plan_table(STAGE1, "paper", str(CONFIG))
+    assert paper[-1]["train"] == 150  # and about 107B tokens, 210 H100-hours
+    assert paper[-1]["train_tokens"] / 1e9 == pytest.approx(107, rel=0.05)
+    assert paper[-1]["gpu_hours"] == pytest.approx(210, rel=0.1)
+
+
+def test_plan_cli_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(CONFIG),
+                "--scale", "reduced", "--set", "experiments=[fig_vocab,fig_examples]"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^fig_vocab\s+6\s+18\s+18\s+0\s+1\s+1,013\.8\s+2\.03$", out, re.M), out
+    assert re.search(r"^total\s+", out, re.M)
+    assert cli(["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(CONFIG),
+                "--set", "scale=huge"]) == 2
+    assert "scale='huge'" in capsys.readouterr().err
