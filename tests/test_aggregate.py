@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from cotlab import aggregate
-from cotlab.analysis.tables import model_table, run_summary
 from cotlab.cards import card_ids, points
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.coverage import coverage_report
@@ -51,19 +50,6 @@ def synthetic(model: str = "tf4") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
                            "n": 100.0, "answer_acc": acc[-1] if (fmt == "cot") == with_cot else 0.2,
                            "answer_acc_lo": 0.0, "answer_acc_hi": 1.0, "embed_sim": acc[-1] / 2})
     return pd.DataFrame(runs), pd.DataFrame(curves), pd.DataFrame(finals)
-
-
-def test_run_summary_matches_the_definitions():
-    curve = pd.DataFrame({"step": STEPS, "answer_acc": CURVES[32, "cot"], "majority_baseline": 0.2})
-    s = run_summary(curve)
-    assert s["acc_final"] == pytest.approx(0.6)
-    assert s["acc_max"] == pytest.approx(0.9)
-    assert s["acc_auc"] == pytest.approx(0.6)
-    assert s["lift"] == pytest.approx(0.5)
-    assert s["lift_max"] == pytest.approx(0.875)
-    assert (s["tau_25"], s["tau_50"]) == (20.0, 20.0)
-    std = run_summary(pd.DataFrame({"step": STEPS, "answer_acc": CURVES[32, "standard"], "majority_baseline": 0.2}))
-    assert std["tau_25"] == 30.0 and math.isnan(std["tau_50"])
 
 
 def test_aggregate_of_synthetic_metrics_gives_the_expected_csv(tmp_path):
@@ -126,14 +112,6 @@ def test_positions_figure_from_final_chain_accuracies(tmp_path):
     assert positions.loc[positions["run_id"] == "V32-tf4-cot", "chain_acc"].tolist() == [0.8, 0.5]
     plot = {"kind": "points", "x": "position", "y": "chain_acc", "hue": "model", "col": "vocab_size"}
     assert len(aggregate.draw(table, plot, tmp_path / "positions.png")) == 2
-
-
-def test_model_table_counts_parameters():
-    table = model_table(["tf4", "smoke-tf8"], [64, 1024])
-    counts = dict(zip(zip(table["model"], table["vocab_size"]), table["n_params"]))
-    assert counts["tf4", 64] == 243_419_136  # experiments.md §1
-    assert counts["tf4", 1024] == 245_385_216
-    assert counts["smoke-tf8", 64] == 127_296
 
 
 def small_quickstart(tmp_path):

@@ -12,6 +12,7 @@ import yaml
 
 from cotlab import card_schema, cards
 from cotlab.config import ConfigError
+from cotlab.formats import FORMATS
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
@@ -37,6 +38,9 @@ def test_schemas_mirror_the_pydantic_models() -> None:
     assert set(card["properties"]["plot"]["properties"]) == set(card_schema.PlotSpec.model_fields)
     assert set(scales["additionalProperties"]["properties"]) == set(card_schema.Scale.model_fields)
     assert set(scales["$defs"]["rule"]["properties"]) == set(card_schema.RuleResources.model_fields)
+    assert card["$defs"]["formats"]["items"]["enum"] == list(FORMATS)  # the one table of formats
+    assert card["$defs"]["models"]["items"]["enum"] == list(card_schema.MODELS)
+    assert card["properties"]["kind"]["enum"] == list(card_schema.KINDS)
     for exp_id in cards.card_ids(CONFIG):
         jsonschema.validate(yaml.safe_load((CONFIG / "experiments" / f"{exp_id}.yaml").read_text()), card)
     jsonschema.validate(yaml.safe_load((CONFIG / "scales.yaml").read_text()), scales)

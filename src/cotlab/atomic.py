@@ -1,8 +1,14 @@
-"""Atomic file writes: a killed process never leaves a file that looks complete (targets.md)."""
+"""Atomic writes: a killed process never leaves a file or directory that looks complete (targets.md).
+
+Files are written under a temporary name and renamed (`write_atomic`); directories are built as a
+temporary sibling and moved into place (`replace_dir`), which datasets, checkpoints and model
+directories share.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,3 +33,40 @@ def write_atomic(path: str | Path, write: Callable[[str], object]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished temporary directory to `final`, replacing an older one if present.
+
+    A directory cannot be renamed over a non-empty one, so an old `final` is first renamed aside
+    to `<final>.old-<pid>`; a crash in between leaves no `final` (the work is redone), never a
+    partial one, and `remove_stale_temps` clears the leftover.
+    """
+    old = None
+    if final.exists():
+        old = final.parent / f"{final.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Delete `<out>.tmp-<pid>` / `<out>.old-<pid>` siblings left by killed runs (pids checked on this
+    machine; Snakemake's lock keeps two runs on one directory apart on a shared filesystem)."""
+    for path in out.parent.iterdir():
+        kind, _, pid = path.name[len(out.name) + 1:].partition("-")
+        if (path.name.startswith(out.name + ".") and kind in ("tmp", "old") and pid.isdigit()
+                and not _pid_alive(int(pid))):
+            shutil.rmtree(path, ignore_errors=True)

@@ -17,7 +17,6 @@ under a temporary name, then renamed), so a directory that exists is complete.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -31,6 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from cotlab.atomic import replace_dir
 from cotlab.config import ConfigError, build, read_json
 from cotlab.distributed import barrier
 from cotlab.model import Transformer
@@ -154,21 +154,6 @@ def model_config_from_hf(config: dict[str, Any], source: str = CONFIG_FILE) -> M
         raise CheckpointError(f"{source}: {exc}") from None
     need("head_dim", cfg.head_dim, cfg.head_dim)
     return cfg
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished temporary directory to `final`, replacing an older one if present.
-
-    A directory cannot be renamed over a non-empty one, so an old `final` is first renamed
-    aside; a crash in between leaves no `final` (the step is redone), never a partial one.
-    """
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        os.replace(final, old / final.name)
-        os.replace(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, final)
 
 
 def save_hf(model: Transformer, directory: str | Path) -> Path:

@@ -55,11 +55,6 @@ def in_context_majority(rows: Rows) -> np.ndarray:
     return predictions
 
 
-def majority_answer(rows: Rows) -> int:
-    """v*: the most frequent query answer y_{s,K,C} (ties: smallest id)."""
-    return int(np.bincount(rows.chain[:, -1, -1]).argmax())
-
-
 def coverage_report(dataset: Dataset, n: int | None = None) -> dict[str, object]:
     """The JSON object of `cotlab coverage` over the first n rows (default all), streamed by shard."""
     n = dataset.n_rows if n is None else n

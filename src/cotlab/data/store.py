@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import cotlab
+from cotlab.atomic import remove_stale_temps, replace_dir
 from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, data_id, read_json, resolved_data
 from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
                                   global_objects, iter_rows)
@@ -148,26 +149,6 @@ def _shards(pieces: Iterator[Rows]) -> Iterator[Rows]:
         yield Rows.concat(buffer)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temps(out: Path) -> None:
-    """Delete DIR.tmp-<pid> / DIR.old-<pid> left by killed runs (pids checked on this machine;
-    Snakemake's lock keeps two runs on one DIR apart on a shared filesystem)."""
-    for path in out.parent.iterdir():
-        kind, _, pid = path.name[len(out.name) + 1:].partition("-")
-        if (path.name.startswith(out.name + ".") and kind in ("tmp", "old") and pid.isdigit()
-                and not _pid_alive(int(pid))):
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def check_out_dir(out: Path) -> None:
     """Refuse to replace anything at `out` that is not a cotlab dataset (before any work)."""
     if not out.exists():
@@ -210,7 +191,7 @@ def write_dataset(out: str | Path, cfg: DataConfig, split: str, *, chunk_size: i
     check_run_options(chunk_size, device, workers)
     check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out)
+    remove_stale_temps(out)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -219,7 +200,7 @@ def write_dataset(out: str | Path, cfg: DataConfig, split: str, *, chunk_size: i
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _swap_into_place(tmp, out)
+    replace_dir(tmp, out)
     return manifest
 
 
@@ -272,18 +253,6 @@ def _report(piece: Rows, progress: Callable[[int], Any]) -> Rows:
 def _save_npy(path: Path, array: np.ndarray) -> dict[str, str]:
     np.save(path, array, allow_pickle=False)
     return {"file": path.name, "sha256": file_sha256(path)}
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished temp directory to `out`, moving an older dataset aside first (rename is
-    atomic; a directory rename cannot replace a non-empty directory in one step)."""
-    old = None
-    if out.exists():
-        old = out.parent / f"{out.name}.old-{os.getpid()}"
-        os.rename(out, old)
-    os.rename(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class Dataset:

@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.patches import Rectangle
 
 from cotlab.figures import theme
+from cotlab.formats import FORMATS
 from cotlab.figures.curves import (Encoding, facet_values, reference_handles, reference_lines, select,
                                    size_labels, style_axis)
 
@@ -41,7 +42,8 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str, maps: dict[str
     col = plot.get("col") or "regime"
     ys = plot["y"] if isinstance(plot.get("y"), list) else [plot.get("y") or "parent_prec"]
     refs = list(plot.get("refs") or []) + ["majority_baseline"]
-    cot = table[table["format"] == "cot"] if "format" in table else table
+    # runs whose attention maps are defined
+    cot = table[table["format"].map(lambda f: FORMATS[f].parent_attention)] if "format" in table else table
     regimes = cot[cot[col].notna()] if col in cot else cot.iloc[0:0]
     col_values = facet_values(regimes, col) if len(regimes) else []
     by_m = cot[cot[col].isna()] if col in cot else cot

@@ -16,6 +16,7 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from cotlab.figures import theme
+from cotlab.formats import FORMATS
 from cotlab.figures.curves import facet_values, select, size_labels, style_axis
 
 
@@ -44,7 +45,8 @@ def final_positions(table: pd.DataFrame) -> pd.DataFrame:
 def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str) -> list[str]:
     theme.apply()
     col = plot.get("col") or "chain_length"
-    cot = table[table["format"] == "cot"] if "format" in table else table
+    # runs that generate the chain
+    cot = table[table["format"].map(lambda f: FORMATS[f].with_cot)] if "format" in table else table
     finals = final_positions(cot)
     col_values = facet_values(cot, col)
     models = facet_values(cot, "model")

@@ -3,10 +3,10 @@
 Runs a tiny quickstart with `snakemake --workflow-profile workflow/profiles/slurm`, every job a
 SLURM job, and compares its table with a local `--cores 2` run of the same config (equal values,
 the wall-clock columns aside). Training jobs ask for a GPU (`--gpus=1`) when the cluster has GPUs
-(tests/slurm/cluster.sh fakes them with device nodes; CPU torch trains on the CPU either way).
+(tests/workflow/slurm/cluster.sh fakes them with device nodes; CPU torch trains on the CPU either way).
 
 Where SLURM is absent: in CI (`CI` set) as root with apt-get, the session fixture installs and starts
-a one-node cluster with tests/slurm/cluster.sh (spec/slurm-local.md) and stops it at the end;
+a one-node cluster with tests/workflow/slurm/cluster.sh (spec/slurm-local.md) and stops it at the end;
 otherwise the test is skipped.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import REPO, TINY_CARD, make_project, snakemake
+from test_workflow import LAYOUT, REPO, TINY_CARD, make_project, snakemake
 
 pytestmark = pytest.mark.slurm
 
-CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+CLUSTER = REPO / "tests" / "workflow" / "slurm" / "cluster.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 
 
@@ -43,7 +43,7 @@ def slurm_cluster():
         return
     if not os.environ.get("CI"):
         pytest.skip("no SLURM cluster answers `sinfo`; in CI (CI set, root, Debian apt) the test starts one "
-                    "itself; locally, as root: tests/slurm/cluster.sh install && tests/slurm/cluster.sh up")
+                    "itself; locally, as root: tests/workflow/slurm/cluster.sh install && tests/workflow/slurm/cluster.sh up")
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip("CI is set, but starting a SLURM cluster needs root and apt-get (Debian)")
     env = {**os.environ, "SLURM_LOCAL_GPUS": os.environ.get("SLURM_LOCAL_GPUS", "2")}
@@ -55,7 +55,7 @@ def slurm_cluster():
         proc = cluster(step)
         if proc.returncode != 0:
             cluster("down")  # `up` stops half-way on a timeout: stop what it started
-            pytest.fail(f"tests/slurm/cluster.sh {step} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            pytest.fail(f"tests/workflow/slurm/cluster.sh {step} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     try:
         yield
     finally:
@@ -95,12 +95,12 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path: Path) -> None:
     assert sorted(p.name for p in (cluster / ".snakemake" / "slurm_logs").iterdir()) == [
         "rule_aggregate_quickstart", "rule_claims", "rule_evaluate", "rule_generate", "rule_train"]
 
-    ours, theirs = (pd.read_csv(root / "results" / "tables" / "quickstart.csv") for root in (cluster, local))
+    ours, theirs = (pd.read_csv(root / LAYOUT.table("quickstart")) for root in (cluster, local))
     wall_clock = [c for c in ours.columns if "elapsed" in c]
     assert len(ours) > 0 and list(ours.columns) == list(theirs.columns)
     pd.testing.assert_frame_equal(ours.drop(columns=wall_clock), theirs.drop(columns=wall_clock))
-    assert (cluster / "results" / "figures" / "quickstart.png").stat().st_size > 0
-    claims = [pd.read_csv(root / "results" / "tables" / "claims.csv") for root in (cluster, local)]
+    assert (cluster / LAYOUT.figure("quickstart")).stat().st_size > 0
+    claims = [pd.read_csv(root / LAYOUT.claims()) for root in (cluster, local)]
     pd.testing.assert_frame_equal(*claims)
 
     again = snakemake(cluster, "--workflow-profile", str(PROFILE), "--config", f"train_gpus={gpus}")

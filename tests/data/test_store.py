@@ -1,4 +1,4 @@
-"""Parquet storage (data.md §6.3-6.4, §7 properties 8 and 11), atomic writes and the coverage metrics."""
+"""Parquet storage (data.md §6.3-6.4, §7 properties 8 and 11) and atomic writes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from cotlab.config import ConfigError, DataConfig
-from cotlab.data.coverage import in_context_majority, majority_answer, token_coverage
 from cotlab.data.generate import Rows, generate_rows
 from cotlab.data.store import (PARQUET_OPTIONS, DatasetError, content_hash, data_id, is_up_to_date,
                                open_dataset, rows_to_table, write_dataset)
@@ -250,41 +249,3 @@ def test_cli_is_a_no_op_when_up_to_date(tmp_path):
     again = cli(*args)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert os.stat(tmp_path / "d" / "manifest.json").st_mtime_ns == mtime
-
-
-# --- coverage metrics (data.md §5) -----------------------------------------------------------
-
-def rows_with_answers(answers) -> Rows:
-    """Rows whose chain is [[y, y]] per example, from (n, K) answers."""
-    chain = np.repeat(np.asarray(answers, np.int32)[..., None], 2, axis=2)
-    n, K = chain.shape[:2]
-    return Rows(np.arange(n), np.zeros((n, K, 1), np.int32), chain, np.zeros((n, 2, 1), np.int32))
-
-
-def test_in_context_majority_ties_go_to_the_smallest_id():
-    rows = rows_with_answers([[5, 3, 3, 5, 7, 3], [9, 9, 2, 2, 4, 9], [1, 1, 1, 2, 2, 2]])
-    assert in_context_majority(rows).tolist() == [3, 2, 1]
-    assert in_context_majority(rows_with_answers([[4], [6]])).tolist() == [-1, -1]  # K = 1: no demos
-    assert majority_answer(rows) == 2  # query answers 3, 9, 2: a three-way tie -> smallest id
-
-
-def test_token_coverage_counts_distinct_ids():
-    rows = rows_with_answers([[0, 1, 1], [2, 2, 2]])
-    rows.chain[0, 0, 0] = 7  # an intermediate token that is never an answer
-    assert token_coverage(rows, n_usable=16) == {"cov_chain": 4 / 16, "cov_ans": 3 / 16}
-
-
-def test_coverage_cli_json(written):
-    out = written[1]
-    result = cli("coverage", str(out), "--n", "1000")
-    report = json.loads(result.stdout)
-    assert result.returncode == 0 and report["n"] == 1000 and report["split"] == "train"
-    assert set(report) >= {"cov_chain", "cov_ans", "answer_entropy_bits", "log2_v_eff", "V_eff",
-                           "majority_answer_baseline", "in_context_majority_baseline"}
-    rows = open_dataset(out).read(0, 1000)
-    assert report["cov_chain"] == token_coverage(rows, 39)["cov_chain"]
-    expected = (in_context_majority(rows) == rows.chain[:, -1, -1]).mean()
-    assert report["in_context_majority_baseline"] == pytest.approx(expected)
-    assert 0 < report["answer_entropy_bits"] <= report["log2_v_eff"]
-    bad = cli("coverage", str(out), "--n", "5000")
-    assert bad.returncode == 2 and "--n=5000" in bad.stderr and bad.stderr.count("\n") == 1

@@ -25,7 +25,7 @@ from cotlab.layout import Layout
 
 pytestmark = pytest.mark.workflow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 STAGE1 = ["fig_teaser", "tab_models", "fig_token_coverage", "fig_vocab", "fig_embed_sim", "fig_losses",
           "fig_examples", "fig_chain", "fig_chain_positions", "fig_parents", "fig_diversity", "fig_attention",
@@ -182,7 +182,8 @@ def test_bad_config_fails_before_any_job_naming_the_field(tmp_path: Path) -> Non
     bad["base"]["train"]["eval_batch_size"] = 0  # a TrainConfig value: checked when the workflow plans
     write_card(root, bad)
     proc = snakemake(root, "-n", check=False)
-    assert proc.returncode != 0 and "quickstart run" in proc.stderr and "train.eval_batch_size=0" in proc.stderr
+    message = proc.stderr + proc.stdout
+    assert proc.returncode != 0 and "quickstart run" in message and "train.eval_batch_size=0: must be" in message
     assert not (root / "results").exists()
 
 

@@ -1,0 +1,31 @@
+"""Per-run summaries of learning curves and the model table, on numbers computed by hand."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from cotlab.analysis.tables import model_table, run_summary
+
+STEPS = [0, 10, 20, 30]
+
+
+def test_run_summary_matches_the_definitions():
+    curve = pd.DataFrame({"step": STEPS, "answer_acc": [0.1, 0.3, 0.6, 0.9], "majority_baseline": 0.2})
+    s = run_summary(curve)
+    assert s["acc_final"] == pytest.approx(0.6)
+    assert s["acc_max"] == pytest.approx(0.9)
+    assert s["acc_auc"] == pytest.approx(0.6)
+    assert s["lift"] == pytest.approx(0.5)
+    assert s["lift_max"] == pytest.approx(0.875)
+    assert (s["tau_25"], s["tau_50"]) == (20.0, 20.0)
+    std = run_summary(pd.DataFrame({"step": STEPS, "answer_acc": [0.1, 0.2, 0.3, 0.4], "majority_baseline": 0.2}))
+    assert std["tau_25"] == 30.0 and math.isnan(std["tau_50"])
+
+
+def test_model_table_counts_parameters():
+    table = model_table(["tf4", "smoke-tf8"], [64, 1024])
+    counts = dict(zip(zip(table["model"], table["vocab_size"]), table["n_params"]))
+    assert counts["tf4", 64] == 243_419_136  # experiments.md §1
+    assert counts["tf4", 1024] == 245_385_216
+    assert counts["smoke-tf8", 64] == 127_296
