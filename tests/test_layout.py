@@ -1,4 +1,4 @@
-"""The results layout: one module knows every path; scales keep their tables apart, jobs are shared."""
+"""The results layout: one module knows every path, and each scale keeps to its own directory."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from cotlab.layout import Layout, eval_companions
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_tables_figures_and_claims_live_under_their_scale_while_jobs_are_shared() -> None:
+def test_every_output_of_a_scale_lives_under_its_directory() -> None:
     smoke, mini = Layout("smoke"), Layout("mini")
     assert smoke.table("fig_vocab") == "results/smoke/tables/fig_vocab.csv"
     assert mini.figure("fig_vocab", "pdf") == "results/mini/figures/fig_vocab.pdf"
-    assert smoke.claims() != mini.claims()
-    assert smoke.run("r__0000000a") == mini.run("r__0000000a") == "results/runs/r__0000000a"
-    assert smoke.data("d__0000000b", "train", 64) == "results/data/d__0000000b/train-64"
-    assert Layout("paper", root="/scratch/out").metrics("r") == "/scratch/out/runs/r/metrics.parquet"
+    assert smoke.claims() == "results/smoke/tables/claims.csv" != mini.claims()
+    assert smoke.run("r__0000000a") == "results/smoke/runs/r__0000000a" != mini.run("r__0000000a")
+    assert smoke.data("d__0000000b", "train", 64) == "results/smoke/data/d__0000000b/train-64"
+    assert smoke.coverage("d__0000000b", 64) == "results/smoke/coverage/d__0000000b-64"
+    assert smoke.log("train", "r") == "results/smoke/logs/train/r.log"
+    assert Layout("paper", root="/scratch/out").metrics("r") == "/scratch/out/paper/runs/r/metrics.parquet"
 
 
 def test_eval_companions_sit_beside_the_scores() -> None:
@@ -25,7 +27,7 @@ def test_eval_companions_sit_beside_the_scores() -> None:
     assert {k: str(v) for k, v in files.items()} == {
         "scores": "x/eval/run__1.parquet", "analysis": "x/eval/run__1.analysis.parquet",
         "attention": "x/eval/run__1.attention.npz"}
-    assert Layout("s").evaluation("run__1") == {k: f"results/eval/run__1{s}" for k, s in
+    assert Layout("s").evaluation("run__1") == {k: f"results/s/eval/run__1{s}" for k, s in
                                                (("scores", ".parquet"), ("analysis", ".analysis.parquet"),
                                                 ("attention", ".attention.npz"))}
 

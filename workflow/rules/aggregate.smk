@@ -13,7 +13,7 @@ for _exp in WORKFLOW.experiments:
         params:
             plan=json.dumps(PLANS[_exp], sort_keys=True),
         log:
-            LAYOUT.scale_log("aggregate", _exp),
+            LAYOUT.log("aggregate", _exp),
         threads: RES["aggregate"].threads
         resources:
             mem_mb=RES["aggregate"].mem_mb,
@@ -29,7 +29,7 @@ rule claims:
     output:
         report(LAYOUT.claims(), caption="../report/claims.rst", category="Tables"),
     log:
-        LAYOUT.scale_log("aggregate", "claims"),
+        LAYOUT.log("aggregate", "claims"),
     threads: RES["aggregate"].threads
     resources:
         mem_mb=RES["aggregate"].mem_mb,
