@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from cotlab import aggregate
+from cotlab.analysis.tables import wilson_interval
 from cotlab.cards import card_ids, points
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.coverage import coverage_report
@@ -30,6 +31,9 @@ CURVES = {  # (V, format) -> answer_acc at STEPS; majority baseline 0.2 everywhe
 }
 
 
+GLOBAL = {32: 0.15, 64: 0.3}  # global-majority share: below the in-context majority at V=32, above at 64
+
+
 def synthetic(model: str = "tf4") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     runs, curves, finals = [], [], []
     for (V, fmt), acc in CURVES.items():
@@ -37,13 +41,14 @@ def synthetic(model: str = "tf4") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
         data = {"vocab_size": V, "n_dims": 4, "n_inputs": 4, "n_parents": 2, "chain_length": 2, "n_examples": 8,
                 "activation": "leaky_relu", "h_num_layers": 1, "fixed_dag": False, "fixed_h": False,
                 "num_unique_h": None, "special_tokens": False}
-        runs.append({"run_id": run_id, "data_id": f"V{V}", "experiment": "toy", "source": "toy", "model": model,
-                     "size": f"smoke-{model}", "format": fmt, "seed": 42, "vocab_size": V, "data": data,
-                     "train": {"n_train": 480, "batch_size": 16, "lr": 1e-3}})
+        runs.append({"run_id": run_id, "data_id": f"V{V}", "card": "toy", "source": "toy", "scale": "smoke",
+                     "model": model, "size": f"smoke-{model}", "format": fmt, "seed": 42, "vocab_size": V,
+                     "data": data, "train": {"n_train": 480, "batch_size": 16, "lr": 1e-3, "n_eval": 100}})
         for step, a in zip(STEPS, acc):
             curves.append({"run_id": run_id, "step": step, "seqs_seen": 16 * step, "answer_acc": a,
-                           "chain_acc_0": a, "majority_baseline": 0.2, "train_loss": 2.0 - a, "eval_loss": 2.1 - a,
-                           "embed_sim": a / 2, "parent_chance": 0.5})
+                           "chain_acc_0": a, "majority_baseline": 0.2, "global_majority_baseline": GLOBAL[V],
+                           "train_loss": 2.0 - a, "eval_loss": 2.1 - a, "embed_sim": a / 2, "parent_prec": np.nan,
+                           "parent_chance": 0.5, "lr": 1e-3, "n_eval": 100})
         for with_cot in (True, False):
             finals.append({"run_id": run_id, "trained_format": fmt, "format": "cot" if with_cot else "standard",
                            "force": "", "drop_k": 0, "with_cot": with_cot, "cross_format": (fmt == "cot") != with_cot,
@@ -52,33 +57,55 @@ def synthetic(model: str = "tf4") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     return pd.DataFrame(runs), pd.DataFrame(curves), pd.DataFrame(finals)
 
 
-def test_aggregate_of_synthetic_metrics_gives_the_expected_csv(tmp_path):
+def test_aggregate_of_synthetic_metrics_gives_tidy_curves_and_summary(tmp_path):
     runs, curves, finals = synthetic()
-    table = aggregate.aggregate_runs(runs, curves, finals, PLOT)
-    assert len(table) == 4 * len(STEPS)
-    # Sorted by the swept value, then format and step; the swept value and data fields are columns.
-    assert table["run_id"].drop_duplicates().tolist() == ["V32-tf4-cot", "V32-tf4-standard", "V64-tf4-cot",
-                                                          "V64-tf4-standard"]
-    assert table["step"].tolist()[:4] == STEPS
-    path = tmp_path / "toy.csv"
-    aggregate.write_csv(table, path)
-    per_run = pd.read_csv(path).drop_duplicates("run_id").set_index("run_id")
-    expected = {  # acc_final, acc_auc, lift, tau_25, tau_50
-        "V32-tf4-cot": (0.6, 0.6, 0.5, 20.0, 20.0),
-        "V32-tf4-standard": (0.3, 0.3, 0.125, 30.0, np.nan),
-        "V64-tf4-cot": (0.2, 0.2, 0.0, np.nan, np.nan),
-        "V64-tf4-standard": (0.1, 0.1, -0.125, np.nan, np.nan),
+    curve_table, summary, frame = aggregate.aggregate_runs(runs, curves, finals, PLOT)
+    assert len(curve_table) == 4 * len(STEPS) and len(summary) == 4 and len(frame) == len(curve_table)
+    # Sorted by the swept value, then format and step; the swept value is a column of both.
+    order = ["V32-tf4-cot", "V32-tf4-standard", "V64-tf4-cot", "V64-tf4-standard"]
+    assert curve_table["run_id"].drop_duplicates().tolist() == summary["run_id"].tolist() == order
+    assert curve_table["step"].tolist()[:4] == STEPS
+    for table in (curve_table, summary):  # tidy: no empty columns, no merge leftovers, the scale named
+        assert not table.isna().all().any() and not [c for c in table if c.endswith(("_x", "_y"))]
+        assert set(table["scale"]) == {"smoke"} and "vocab_size" in table
+    assert "parent_prec" not in curve_table and "acc_final" not in curve_table and "step" not in summary
+    lo, hi = wilson_interval(0.9 * 100, 100)
+    first = curve_table.iloc[3]
+    assert (first["answer_acc"], first["answer_acc_lo"], first["answer_acc_hi"]) == pytest.approx((0.9, lo, hi))
+
+    path = tmp_path / "toy_summary.csv"
+    aggregate.write_csv(summary, path)
+    per_run = pd.read_csv(path).set_index("run_id")
+    expected = {  # acc_final, acc_auc, trivial_baseline, lift, tau_25, tau_50
+        "V32-tf4-cot": (0.6, 0.6, 0.2, 0.5, 20.0, 20.0),
+        "V32-tf4-standard": (0.3, 0.3, 0.2, 0.125, 30.0, np.nan),
+        "V64-tf4-cot": (0.2, 0.2, 0.3, -1 / 7, np.nan, np.nan),
+        "V64-tf4-standard": (0.1, 0.1, 0.3, -2 / 7, np.nan, np.nan),
     }
     for run_id, values in expected.items():
-        got = per_run.loc[run_id, ["acc_final", "acc_auc", "lift", "tau_25", "tau_50"]].to_numpy(float)
-        np.testing.assert_allclose(got, values, atol=1e-12)
+        got = per_run.loc[run_id, ["acc_final", "acc_auc", "trivial_baseline", "lift", "tau_25", "tau_50"]]
+        np.testing.assert_allclose(got.to_numpy(float), values, atol=1e-12)
+    assert (per_run.loc["V32-tf4-cot", "acc_final_lo"], per_run.loc["V32-tf4-cot", "acc_final_hi"]) == pytest.approx(
+        wilson_interval(60, 100))
     assert per_run.loc["V32-tf4-cot", "with_cot_answer_acc"] == pytest.approx(0.9)
-    assert per_run.loc["V32-tf4-cot", "without_cot_cross_format"]
-    assert per_run.loc["V32-tf4-cot", "final_embed_sim"] == pytest.approx(0.45)
+    assert per_run.loc["V32-tf4-cot", "without_cot_answer_acc"] == pytest.approx(0.2)
+    assert per_run.loc["V32-tf4-cot", "embed_sim_final"] == pytest.approx(0.45)
     assert per_run.loc["V64-tf4-cot", "embed_sim_chance"] == pytest.approx(4 / 64)
     assert per_run.loc["V64-tf4-cot", "parent_prec_chance"] == pytest.approx((2 / 4 + 2 / 5) / 2)
     assert math.isnan(per_run.loc["V64-tf4-standard", "parent_prec_chance"])
     assert per_run.loc["V32-tf4-cot", "n_train"] == 480 and per_run.loc["V32-tf4-cot", "n_dims"] == 4
+    assert per_run.loc["V32-tf4-cot", "eval_every"] == 10 and per_run.loc["V32-tf4-cot", "steps"] == 30
+
+
+def test_a_figure_with_two_seeds_draws_their_mean(tmp_path):
+    runs, curves, finals = synthetic()
+    again = runs.assign(run_id=runs["run_id"] + "-s43", seed=43)
+    runs = pd.concat([runs, again], ignore_index=True)
+    curves = pd.concat([curves, curves.assign(run_id=curves["run_id"] + "-s43", answer_acc=curves["answer_acc"] / 2)])
+    finals = pd.concat([finals, finals.assign(run_id=finals["run_id"] + "-s43")])
+    _, summary, frame = aggregate.aggregate_runs(runs, curves, finals, PLOT)
+    assert len(summary) == 8 and set(summary["seed"]) == {42, 43}
+    assert len(aggregate.draw(frame, PLOT, tmp_path / "seeds.png")) == 2
 
 
 def test_plot_spec_naming_a_missing_column_is_a_config_error():
@@ -92,7 +119,7 @@ def test_plot_spec_naming_a_missing_column_is_a_config_error():
     {**PLOT, "hue": "format", "style": None}])
 def test_draw_writes_non_empty_png_and_pdf(tmp_path, plot):
     runs, curves, finals = synthetic()
-    table = aggregate.aggregate_runs(runs, curves, finals, plot)
+    *_, table = aggregate.aggregate_runs(runs, curves, finals, plot)
     written = aggregate.draw(table, plot, tmp_path / "figures" / "toy.png")
     assert sorted(p.rsplit(".", 1)[1] for p in written) == ["pdf", "png"]
     for path in written:
@@ -106,7 +133,7 @@ def test_positions_figure_from_final_chain_accuracies(tmp_path):
     runs, curves, finals = synthetic()
     curves["chain_acc_1"] = curves["answer_acc"]
     finals["chain_acc_0"], finals["chain_acc_1"] = 0.8, 0.5
-    table = aggregate.aggregate_runs(runs, curves, finals, {"kind": "points", "x": "position"})
+    *_, table = aggregate.aggregate_runs(runs, curves, finals, {"kind": "points", "x": "position"})
     from cotlab.figures.positions import final_positions
     positions = final_positions(table[table["format"] == "cot"])
     assert positions.loc[positions["run_id"] == "V32-tf4-cot", "chain_acc"].tolist() == [0.8, 0.5]
@@ -134,8 +161,8 @@ def test_cli_aggregates_the_quickstart_from_result_files(tmp_path):
             write_dataset(files["train_data"], DataConfig(**{**run["data"], "n_sequences": 256}), "train")
         Path(files["metrics"]).parent.mkdir(parents=True, exist_ok=True)
         acc = np.linspace(0.2, 0.9 if run["format"] == "cot" else 0.5, 4)
-        pd.DataFrame({"step": STEPS, "answer_acc": acc, "majority_baseline": 0.25, "eval_loss": 1.0,
-                      "train_loss": 1.0}).to_parquet(files["metrics"])
+        pd.DataFrame({"step": STEPS, "answer_acc": acc, "majority_baseline": 0.25, "global_majority_baseline": 0.2,
+                      "eval_loss": 1.0, "train_loss": 1.0, "n_eval": 64}).to_parquet(files["metrics"])
         Path(files["scores"]).parent.mkdir(exist_ok=True)
         pd.DataFrame([{"run_id": run["run_id"], "trained_format": run["format"], "format": "cot", "force": "",
                        "drop_k": 0, "with_cot": True, "cross_format": run["format"] != "cot", "n": 512.0,
@@ -145,10 +172,12 @@ def test_cli_aggregates_the_quickstart_from_result_files(tmp_path):
     args = argparse.Namespace(experiment="quickstart", scale="smoke", config_dir=str(config), results=str(results))
     assert aggregate.main(args) == 0
     layout = Layout("smoke", str(results))
-    table = pd.read_csv(layout.table("quickstart"))
-    assert len(table) == len(plan["runs"]) * len(STEPS)
-    assert {"acc_final", "acc_auc", "lift", "tau_25", "tau_50", "vocab_size", "with_cot_answer_acc"} <= set(table)
-    assert table["final_embed_sim"].eq(0.5).all() and table["coverage"].between(0, 1).all()
+    tables = {kind: pd.read_csv(path) for kind, path in layout.card_tables("quickstart", trains=True).items()}
+    assert len(tables["curves"]) == len(plan["runs"]) * len(STEPS) and len(tables["summary"]) == len(plan["runs"])
+    summary = tables["summary"]
+    assert {"acc_final", "acc_final_lo", "acc_auc", "lift", "tau_25", "tau_50", "vocab_size",
+            "with_cot_answer_acc", "trivial_baseline", "scale"} <= set(summary)
+    assert summary["embed_sim_final"].eq(0.5).all() and summary["coverage"].between(0, 1).all()
     for suffix in ("png", "pdf"):
         assert Path(layout.figure("quickstart", suffix)).stat().st_size > 2000
 
@@ -157,10 +186,17 @@ def test_cli_aggregates_the_quickstart_from_result_files(tmp_path):
     claims = pd.read_csv(layout.claims()).set_index("claim")
     assert claims.loc["cot_beats_std", "verdict"] == "held"
     assert claims.loc["cot_earlier", "verdict"] == "not run"
-    # Another scale's claims read only that scale's tables.
+    # Claims read one scale's tables only: a scale that has none says so.
     other = argparse.Namespace(experiment="claims", scale="mini", config_dir=str(config), results=str(results))
-    assert aggregate.main(other) == 0
-    assert pd.read_csv(Layout("mini", str(results)).claims())["verdict"].eq("not run").all()
+    with pytest.raises(ConfigError, match=r"^scale='mini': has no card tables under .*results/mini/tables"):
+        aggregate.main(other)
+    # Swapping the format labels of the quickstart's tables turns its verdict around.
+    swapped = {"cot": "standard", "standard": "cot"}
+    for path in layout.card_tables("quickstart", trains=True).values():
+        table = pd.read_csv(path)
+        table.assign(format=table["format"].map(swapped)).to_csv(path, index=False)
+    assert aggregate.main(claims_args) == 0
+    assert pd.read_csv(layout.claims()).set_index("claim").loc["cot_beats_std", "verdict"] == "not held"
 
 
 def test_cli_reports_a_missing_run_file(tmp_path):

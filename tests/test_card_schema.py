@@ -56,6 +56,12 @@ BAD_CARDS = [  # (card, text the one-line error must contain)
     ({"title": "t", "models": ["tf4"]}, "models/formats"),
     ({"title": "t", "models": ["tf4"], "formats": ["cot"], "base": {"train": {"lr": -1.0}}}, "train.lr=-1.0"),
     ({"title": "t", "models": ["tf4"], "formats": ["cot_special_token"]}, "format='cot_special_token'"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "seeds": 0}, "seeds=0: must be a positive integer"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "seeds": -2}, "seeds=-2: must be a positive integer"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "seeds": "2"}, "seeds='2'"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "seeds": 1.5}, "seeds=1.5"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "scales": {"smoke": {"seeds": 0}}}, "seeds=0"),
+    ({"title": "t", "kind": "coverage", "seeds": 3}, "seeds=3: replicates of a card that trains nothing"),
 ]
 
 

@@ -79,3 +79,16 @@ def test_scale_layers_and_cadence() -> None:
     assert regimes == {"a", "b", "e"}
     coverage = cards.points("fig_token_coverage", "paper", CONFIG)
     assert len(coverage) == 5 * 4 * 5 * 3 and {p.data.n_train for p in coverage} == {3_200_000}
+
+
+def test_seeds_replicate_runs_over_model_init_and_data_order() -> None:
+    one = cards.expand("quickstart", "smoke", CONFIG)
+    three = cards.expand("quickstart", "smoke", CONFIG, seeds=3)
+    assert len(three) == 3 * len(one) and {r.run_id for r in one} < {r.run_id for r in three}
+    assert sorted({(r.replicate, r.seed, r.data.data["seed"]) for r in three}) == [(0, 42, 42), (1, 43, 42), (2, 44, 42)]
+    assert len({r.data_id for r in three}) == len({r.data_id for r in one})  # same data: reseed_data is off
+    coverage = cards.points("fig_token_coverage", "paper", CONFIG)  # seeds: 3 with reseed_data: E redrawn
+    assert sorted({p.seed for p in coverage}) == [42, 43, 44]
+    assert cards.resolve_card("fig_token_coverage", "smoke", CONFIG)["seeds"] == 1  # the card's smoke value
+    reused = cards.expand("fig_embed_sim", "smoke", CONFIG, seeds=2)  # a reusing card takes every replicate
+    assert {r.replicate for r in reused} == {0, 1}

@@ -21,6 +21,8 @@ CONFIG = REPO / "config"
     ({"experiments": ["quickstart"], "scale": "huge"}, "scale='huge'"),
     ({"experiments": ["quickstart"], "scale": "smoke", "train_gpus": -1}, "train_gpus=-1"),
     ({"experiments": ["quickstart"], "scale": "smoke", "colour": 1}, "colour: unknown key"),
+    ({"experiments": ["quickstart"], "scale": "smoke", "seeds": 0}, "seeds=0: must be a positive integer"),
+    ({"experiments": ["quickstart"], "scale": "smoke", "seeds": True}, "seeds=True"),
 ])
 def test_bad_workflow_config_fails_naming_the_field(values: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):

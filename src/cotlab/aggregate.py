@@ -25,6 +25,7 @@ claim with its verdict. Tables, figures and claims live under the scale (`cotlab
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import pandas as pd
 
 from cotlab.analysis.attention import parent_chance
 from cotlab.analysis.claims import CLAIMS, evaluate_claims
-from cotlab.analysis.tables import model_order, model_table, summarise_runs
+from cotlab.analysis.tables import model_order, model_table, summarise_runs, wilson_interval
 from cotlab.atomic import write_atomic
 from cotlab.config import ConfigError, DataConfig, fail, read_yaml
 from cotlab.data.coverage import token_coverage
@@ -45,12 +46,13 @@ from cotlab.formats import FORMATS
 from cotlab.jobs import workflow_jobs
 from cotlab.layout import Layout
 
-IDENTITY_COLUMNS = ("run_id", "data_id", "experiment", "source", "model", "size", "format", "seed")
+IDENTITY_COLUMNS = ("run_id", "data_id", "card", "source", "scale", "model", "size", "format", "seed")
+CURVE_IDENTITY = ("run_id", "card", "scale", "model", "size", "format", "seed")
 DATA_FIELDS = ("vocab_size", "n_dims", "n_inputs", "n_parents", "chain_length", "n_examples", "activation",
                "h_num_layers", "fixed_dag", "fixed_h", "num_unique_h", "special_tokens")
-TRAIN_FIELDS = ("n_train", "batch_size", "lr")
-FINAL_KEYS = ("run_id", "trained_format", "format", "force", "drop_k", "drop_strategy", "with_cot")
-ANALYSIS_COLUMNS = ("embed_sim", "parent_prec", "parent_mass", "parent_chance")
+TRAIN_FIELDS = ("n_train", "batch_size", "lr", "n_eval")
+ANALYSIS_COLUMNS = ("embed_sim", "parent_prec", "parent_mass", "n_attn")
+FINAL_METRICS = re.compile(r"^(answer_acc|chain_acc_\d+)(_lo|_hi)?$")  # evaluation columns the summary keeps
 
 
 # ----------------------------------------------------------------------------- the pure core
@@ -85,55 +87,62 @@ def _tidy(column: pd.Series) -> pd.Series:
 def chance_columns(table: pd.DataFrame) -> pd.DataFrame:
     """Reference levels per row: embed_sim_chance = d / V and parent_prec_chance (cot runs only)."""
     table = table.copy()
-    if {"n_dims", "vocab_size"} <= set(table):
-        table["embed_sim_chance"] = table["n_dims"] / table["vocab_size"]
-    if {"n_inputs", "n_parents", "chain_length", "format"} <= set(table):
-        table["parent_prec_chance"] = [
-            parent_chance(int(n), int(m), int(c)) if FORMATS[fmt].parent_attention else np.nan
-            for n, m, c, fmt in zip(table["n_inputs"], table["n_parents"], table["chain_length"], table["format"])]
+    table["embed_sim_chance"] = table["n_dims"] / table["vocab_size"]
+    table["parent_prec_chance"] = [
+        parent_chance(int(n), int(m), int(c)) if FORMATS[fmt].parent_attention else np.nan
+        for n, m, c, fmt in zip(table["n_inputs"], table["n_parents"], table["chain_length"], table["format"])]
     return table
 
 
 def widen_finals(finals: pd.DataFrame) -> pd.DataFrame:
-    """One row per run from the evaluation rows: `with_cot_<metric>` and `without_cot_<metric>`
-    (the first row of each kind), and `final_<analysis>` columns when present."""
-    if finals is None or finals.empty:
-        return pd.DataFrame(columns=["run_id"])
+    """One row per run from its evaluation rows: `with_cot_<m>` / `without_cot_<m>` for the answer and
+    chain accuracies with their intervals (the first row of each kind), and `<analysis>_final`."""
     parts = []
     for prefix, with_cot in (("with_cot_", True), ("without_cot_", False)):
         rows = finals[finals["with_cot"] == with_cot].drop_duplicates("run_id")
-        metrics = rows.drop(columns=[c for c in (*FINAL_KEYS, *ANALYSIS_COLUMNS, "embed_sim_chance") if c in rows])
-        parts.append(metrics.set_index(rows["run_id"]).add_prefix(prefix))
-    analysis = [c for c in ANALYSIS_COLUMNS if c in finals]
-    if analysis:
-        first = finals.drop_duplicates("run_id")
-        parts.append(first[analysis].set_index(first["run_id"]).add_prefix("final_"))
+        kept = [c for c in rows if FINAL_METRICS.match(c)]
+        parts.append(rows[kept].set_index(rows["run_id"]).add_prefix(prefix))
+    first = finals.drop_duplicates("run_id")
+    analysis = [c for c in ANALYSIS_COLUMNS if c in first]
+    parts.append(first[analysis].set_index(first["run_id"]).rename(
+        columns={c: c if c == "n_attn" else f"{c}_final" for c in analysis}))
     return pd.concat(parts, axis=1).rename_axis("run_id").reset_index()
 
 
-def aggregate_runs(runs: pd.DataFrame, curves: pd.DataFrame, finals: pd.DataFrame,
-                   plot: dict[str, Any]) -> pd.DataFrame:
-    """The card table: one row per run x eval step (one per run when there are no curves).
+def without_empty_columns(table: pd.DataFrame) -> pd.DataFrame:
+    return table.dropna(axis=1, how="all")
 
-    runs: `experiments.run_table` rows; curves: metrics.parquet rows with a run_id column;
-    finals: evaluation rows (evaluate's parquet, analysis columns merged in) with a run_id column.
-    Every column the plot spec names must exist, else a ConfigError names it.
+
+def aggregate_runs(runs: pd.DataFrame, curves: pd.DataFrame, finals: pd.DataFrame, plot: dict[str, Any]
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(curves table, summary table, plot frame) of a training card (docs/tables.md).
+
+    runs: one row per run (`run_frame`, with `scale` and `coverage`); curves: metrics.parquet rows
+    with a run_id column; finals: evaluation rows (analysis columns merged in) with a run_id column.
+    The plot frame is the curves joined with the summary, what the figure modules draw from; every
+    column the plot spec names must exist in it, else a ConfigError names it.
     """
-    table = flatten_runs(runs)
-    if curves is not None and not curves.empty:
-        summary = summarise_runs(curves)
-        table = table.merge(curves, on="run_id", how="inner").merge(summary, on="run_id", how="left")
-    table = table.merge(widen_finals(finals), on="run_id", how="left")
-    if "parent_chance" in table:  # metrics.parquet's name for the chance of parent_prec
-        table = table.drop(columns=["parent_chance"])
-    table = chance_columns(table)
-    swept = [c for c in runs.columns if c not in (*IDENTITY_COLUMNS, "data", "train")]
-    rank = {m: i for i, m in enumerate(model_order(table["model"]))}  # tf4 < tf8 < tf12, not alphabetical
-    table = table.assign(_model_rank=table["model"].map(rank))
-    keys = [c for c in (*swept, "_model_rank", "format", "seed", "step") if c in table]
-    table = table.sort_values(keys, kind="stable", na_position="last").drop(columns="_model_rank")
-    check_plot_columns(table, plot)
-    return table.reset_index(drop=True)
+    ident = flatten_runs(runs)
+    swept = [c for c in runs.columns if c not in (*IDENTITY_COLUMNS, "data", "train", "coverage")]
+    rank = {m: i for i, m in enumerate(model_order(ident["model"]))}  # tf4 < tf8 < tf12, not alphabetical
+    order = [*swept, "_model_rank", "format", "seed"]
+
+    def tidy(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+        table = table.assign(_model_rank=table["model"].map(rank))
+        table = table.sort_values([c for c in by if c in table], kind="stable", na_position="last")
+        return without_empty_columns(table.drop(columns="_model_rank")).reset_index(drop=True)
+
+    metrics = curves.drop(columns=["lr", "parent_chance"], errors="ignore")
+    lo, hi = zip(*(wilson_interval(a * n, int(n)) for a, n in zip(metrics["answer_acc"], metrics["n_eval"])))
+    metrics = metrics.assign(answer_acc_lo=lo, answer_acc_hi=hi)
+    curve_table = ident[[*CURVE_IDENTITY, *swept]].merge(metrics, on="run_id", how="inner")
+    summary = chance_columns(ident).merge(summarise_runs(curves), on="run_id", how="left")
+    summary = summary.merge(widen_finals(finals), on="run_id", how="left")
+    curve_table, summary = tidy(curve_table, [*order, "step"]), tidy(summary, order)
+    frame = curve_table.merge(summary.drop(columns=[c for c in summary if c in curve_table and c != "run_id"]),
+                              on="run_id", how="left")
+    check_plot_columns(frame, plot)
+    return curve_table, summary, frame
 
 
 def check_plot_columns(table: pd.DataFrame, plot: dict[str, Any]) -> None:
@@ -173,11 +182,11 @@ def write_csv(table: pd.DataFrame, path: str | Path) -> None:
     write_atomic(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
-def run_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def run_frame(runs: list[dict[str, Any]], scale: str) -> pd.DataFrame:
     """A plan's runs as one row each: identity columns, every swept key, then `data` and `train` dicts."""
     swept = list(dict.fromkeys(k for run in runs for k in run["values"]))
-    rows = [{**{c: run[c] for c in IDENTITY_COLUMNS}, **{k: run["values"].get(k) for k in swept},
-             "data": run["data"], "train": run["train"]} for run in runs]
+    rows = [{**{c: run[c] for c in IDENTITY_COLUMNS if c != "scale"}, "scale": scale,
+             **{k: run["values"].get(k) for k in swept}, "data": run["data"], "train": run["train"]} for run in runs]
     return pd.DataFrame(rows, columns=[*IDENTITY_COLUMNS, *swept, "data", "train"])
 
 
@@ -217,9 +226,11 @@ def models_table(card: dict[str, Any]) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- entry points
 
-def aggregate_card(plan: dict[str, Any], table_out: str | Path, png_out: str | Path | None = None) -> list[str]:
-    """Write a card's table (and figure, when `png_out` is given) from its plan (`cotlab.jobs`):
-    the card at a scale and the files of its runs or points. Returns the files written."""
+def aggregate_card(plan: dict[str, Any], tables: dict[str, str | Path], png_out: str | Path | None = None
+                   ) -> list[str]:
+    """Write a card's tables (and figure, when `png_out` is given) from its plan (`cotlab.jobs`): the
+    card at a scale and the files of its runs or points. `tables`: {"curves", "summary"} paths for a
+    training card, {"table"} for the others. Returns the files written."""
     card, kind = plan["card"], plan["card"]["kind"]
     plot = card["plot"]
     extra: dict[str, Any] = {}
@@ -227,28 +238,34 @@ def aggregate_card(plan: dict[str, Any], table_out: str | Path, png_out: str | P
         if not plan["runs"]:
             fail("experiment", card["id"], f"has no runs at scale {card['scale']}")
         curves, finals, maps = read_results(plan["runs"])
-        runs = run_frame(plan["runs"]).assign(coverage=train_coverage(plan["runs"]))
-        table = aggregate_runs(runs, curves, finals, plot)
+        runs = run_frame(plan["runs"], card["scale"]).assign(coverage=train_coverage(plan["runs"]))
+        curve_table, summary, table = aggregate_runs(runs, curves, finals, plot)
+        written = {"curves": curve_table, "summary": summary}
         extra = {"maps": maps}
-    elif kind == "coverage":
-        table = coverage_table(plan["points"])
-    elif kind == "data":
-        table, extra = teaser_table(plan["points"])
-    elif kind == "models":
-        table = models_table(card)
-    else:  # hparams: the rows were resolved when the workflow planned
-        table = pd.DataFrame(plan["rows"])
-    write_csv(table, table_out)
-    written = [str(table_out)]
+    else:
+        if kind == "coverage":
+            table = coverage_table(plan["points"])
+        elif kind == "data":
+            table, extra = teaser_table(plan["points"])
+        elif kind == "models":
+            table = models_table(card)
+        else:  # hparams: the rows were resolved when the workflow planned
+            table = pd.DataFrame(plan["rows"])
+        written = {"table": table.assign(scale=card["scale"])}
+    for name, frame in written.items():
+        write_csv(frame, tables[name])
+    out = [str(tables[name]) for name in written]
     if png_out is not None and card["figure"] and plot.get("kind") != "table":
-        written += draw(table, plot, png_out, **extra)
-    print(f"{card['id']} at scale {card['scale']} ({card['title']}): " + ", ".join(written))
-    return written
+        out += draw(table, plot, png_out, **extra)
+    print(f"{card['id']} at scale {card['scale']} ({card['title']}): " + ", ".join(out))
+    return out
 
 
-def aggregate_claims(tables: dict[str, str | Path], out: str | Path) -> pd.DataFrame:
-    """claims.csv from the card tables it is given (card id -> csv); claims of other cards are "not run"."""
-    claims = evaluate_claims({card: pd.read_csv(path) for card, path in tables.items()})
+def aggregate_claims(tables: dict[str, dict[str, str | Path]], out: str | Path) -> pd.DataFrame:
+    """claims.csv from one scale's training-card tables ({card: {"summary": csv, "curves": csv}});
+    claims of cards not given are "not run"."""
+    claims = evaluate_claims({card: pd.read_csv(paths["summary"]) for card, paths in tables.items()},
+                             {card: pd.read_csv(paths["curves"]) for card, paths in tables.items()})
     write_csv(claims, out)
     print(claims[["claim", "verdict"]].to_string(index=False))
     return claims
@@ -268,14 +285,19 @@ def default_scale(config_dir: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    """By hand, outside the workflow: plan the card as the workflow would, then aggregate it."""
+    """By hand, outside the workflow: plan the card as the workflow would, then aggregate it; or
+    recompute the claims from the tables of one scale."""
     scale = args.scale or default_scale(args.config_dir)
     layout = Layout(scale, args.results)
     if args.experiment == "claims":
-        cards = dict.fromkeys(claim.card for claim in CLAIMS)
-        aggregate_claims({c: layout.table(c) for c in cards if Path(layout.table(c)).is_file()}, layout.claims())
+        tables = {card: layout.card_tables(card, trains=True) for card in dict.fromkeys(c.card for c in CLAIMS)}
+        found = {card: paths for card, paths in tables.items() if all(Path(p).is_file() for p in paths.values())}
+        if not found:
+            fail("scale", scale, f"has no card tables under {Path(layout.table('x')).parent}; run the "
+                 "workflow (or `cotlab aggregate CARD`) at this scale first")
+        aggregate_claims(found, layout.claims())
         return 0
     jobs = workflow_jobs([args.experiment], scale, args.config_dir, args.results)
     png = layout.figure(args.experiment) if jobs.cards[args.experiment].figure else None
-    aggregate_card(jobs.plan(args.experiment), layout.table(args.experiment), png)
+    aggregate_card(jobs.plan(args.experiment), jobs.tables_of(args.experiment), png)
     return 0

@@ -38,6 +38,11 @@ class Layer(Section):
     """Eval (and checkpoint) cadence in sequences; becomes train.eval_every in steps of the run's batch."""
 
 
+def check_seeds(seeds: int | None) -> None:
+    if seeds is not None and seeds < 1:
+        fail("seeds", seeds, "must be a positive integer (the number of replicates of every run)")
+
+
 def _check_sweep(sweep: dict[str, list[Any] | dict[str, Layer]]) -> None:
     for key, values in sweep.items():
         if len(values) == 0:
@@ -51,11 +56,12 @@ class Override(Section):
     sweep: dict[str, list[Any] | dict[str, Layer]] = {}
     models: list[Literal[MODELS]] | None = None  # type: ignore[valid-type]
     formats: list[FormatName] | None = None
-    seeds: list[int] | None = None
+    seeds: int | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Override:
         _check_sweep(self.sweep)
+        check_seeds(self.seeds)
         return self
 
 
@@ -87,8 +93,11 @@ class Card(Section):
     """Grid: a DataConfig field -> values, `train.<field>` -> values, or a name -> {variant: Layer}."""
     models: list[Literal[MODELS]] = []  # type: ignore[valid-type]
     formats: list[FormatName] = []
-    seeds: list[int] = [42]
-    """Replicates: each seed sets data.seed and train.seed."""
+    seeds: int | None = None
+    """Replicates of every run (default: the scale's): replicate r trains with seed + r (model init
+    and data order) on the same data, or on data of seed + r too with `reseed_data`."""
+    reseed_data: bool = False
+    """Replicates draw their own data (data.seed + r) as well; a card that trains nothing needs it."""
     scales: dict[Literal[SCALES], Override] = {}  # type: ignore[valid-type]
     plot: PlotSpec = PlotSpec()
     figure: bool = True
@@ -103,6 +112,10 @@ class Card(Section):
         if self.kind == "runs" and not self.reuse and not (self.models and self.formats):
             raise ConfigError("models/formats: a runs card needs at least one model and one format")
         _check_sweep(self.sweep)
+        check_seeds(self.seeds)
+        if self.kind != "runs" and (self.seeds or 1) > 1 and not self.reseed_data:
+            fail("seeds", self.seeds, "replicates of a card that trains nothing differ only in their data: "
+                 "set reseed_data: true")
         return self
 
 
@@ -139,6 +152,8 @@ class Scale(Section):
     """Card model name -> `cotlab.model_config.MODEL_SIZES` key (smoke: tf8 -> smoke-tf8); default: same name."""
     n_cov: int
     """Sequences of a TokenCoverage dataset (fig_token_coverage)."""
+    seeds: int = 1
+    """Replicates of every run unless a card says otherwise."""
     resources: dict[Literal[RULES], RuleResources] = {}  # type: ignore[valid-type]
 
     @model_validator(mode="after")
@@ -149,6 +164,7 @@ class Scale(Section):
                 raise ConfigError(f"overrides.train.{key}: every scale must set it (in defaults or overrides)")
         if self.overrides.eval_every_seqs is None and self.defaults.eval_every_seqs is None:
             raise ConfigError("overrides.eval_every_seqs: every scale must set it")
+        check_seeds(self.seeds)
         for name, size in self.model_sizes.items():
             if size not in MODEL_SIZES:
                 fail(f"model_sizes.{name}", size, f"must be one of {', '.join(MODEL_SIZES)}")
@@ -161,3 +177,9 @@ class WorkflowConfig(Section):
     experiments: list[str]
     scale: str
     train_gpus: int | None = None
+    seeds: int | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkflowConfig:
+        check_seeds(self.seeds)
+        return self

@@ -122,6 +122,9 @@ class Run:
     """Card model name (tf4/tf8/tf12); train['model'] is the size actually trained."""
     format: str
     seed: int
+    """Model init and data-order seed (train.seed)."""
+    replicate: int
+    """0, 1, ...: which of the card's `seeds` replicates this run is."""
     values: dict[str, Any]
     data: DataPoint
     train: dict[str, Any]
@@ -133,7 +136,7 @@ class Run:
 
     def identity(self) -> dict[str, Any]:
         """The run as one JSON-able record: ids, card names, swept values and resolved configs."""
-        return {"run_id": self.run_id, "data_id": self.data_id, "experiment": self.experiment,
+        return {"run_id": self.run_id, "data_id": self.data_id, "card": self.experiment,
                 "source": self.source, "model": self.model, "size": self.train["model"], "format": self.format,
                 "seed": self.seed, "values": self.values, "data": self.data.data, "train": self.train}
 
@@ -161,7 +164,7 @@ def _sweep_layers(key: str, values: list[Any] | dict[str, Layer]) -> list[tuple[
             return value
         return [(value, Layer(train=nested(value))) for value in values]
     if key == "seed":
-        raise ConfigError("sweep.seed: use the card's `seeds:` list (it sets data.seed and train.seed)")
+        raise ConfigError("sweep.seed: use the card's `seeds:` (replicates) and `reseed_data:`")
     if key not in DataConfig.model_fields:
         raise ConfigError(f"sweep.{key}: unknown key; a list sweeps a DataConfig field "
                           f"({', '.join(DataConfig.model_fields)}) or train.<field>; "
@@ -184,11 +187,13 @@ class _Resolved:
     sweep: dict[str, list[Any] | dict[str, Layer]]
     models: list[str]
     formats: list[str]
-    seeds: list[int]
+    seeds: int
+    """Replicates of every run."""
+    reseed_data: bool
     layers: tuple[Layer, ...]
 
 
-def _resolve(exp_id: str, card: Card, scale_name: str, scale: Scale) -> _Resolved:
+def _resolve(exp_id: str, card: Card, scale_name: str, scale: Scale, seeds: int | None) -> _Resolved:
     over = card.scales.get(scale_name, Override())
     sweep = dict(card.sweep)
     for key, values in over.sweep.items():
@@ -211,23 +216,33 @@ def _resolve(exp_id: str, card: Card, scale_name: str, scale: Scale) -> _Resolve
     else:
         models = list(card.models)
     formats = list(over.formats if over.formats is not None else card.formats)
-    seeds = list(over.seeds if over.seeds is not None else card.seeds)
-    return _Resolved(scale, sweep, models, formats, seeds,
+    # The workflow's `seeds` wins, then the card's at this scale, the card's, the scale's.
+    count = next(n for n in (seeds, over.seeds, card.seeds, scale.seeds) if n is not None)
+    return _Resolved(scale, sweep, models, formats, count, card.reseed_data,
                      (scale.defaults, card.base, scale.overrides, over.base))
 
 
-def resolve_card(exp_id: str, scale: str, config_dir: str | Path = "config") -> dict[str, Any]:
+def _replicate_seeds(r: _Resolved, data: dict[str, Any], train: dict[str, Any]) -> list[tuple[int, int, int]]:
+    """(replicate, data seed, train seed) of each replicate: seed + r, the data seed only with reseed_data."""
+    data_seed = data.get("seed", DataConfig.model_fields["seed"].default)
+    train_seed = train.get("seed", TrainConfig.model_fields["seed"].default)
+    return [(i, data_seed + i * r.reseed_data, train_seed + i) for i in range(r.seeds)]
+
+
+def resolve_card(exp_id: str, scale: str, config_dir: str | Path = "config", seeds: int | None = None
+                 ) -> dict[str, Any]:
     """The card at one scale: merged base values, sweep, models (with their sizes), formats, seeds, plot."""
     card = load_card(exp_id, config_dir)
     sc = load_scale(scale, config_dir)
-    r = _resolve(exp_id, card, scale, sc)
+    r = _resolve(exp_id, card, scale, sc, seeds)
     data, train, every = _merge_layers(*r.layers)
     sweep = {k: (v if isinstance(v, list) else {name: layer.to_dict() for name, layer in v.items()})
              for k, v in r.sweep.items()}
     return {"id": exp_id, "title": card.title, "kind": card.kind, "reuse": card.reuse, "figure": card.figure,
             "data": data, "train": train, "eval_every_seqs": every, "sweep": sweep, "models": r.models,
             "model_sizes": {m: sc.model_sizes.get(m, m) for m in r.models}, "formats": r.formats,
-            "seeds": r.seeds, "plot": card.plot.to_dict(), "scale": scale, "n_cov": sc.n_cov}
+            "seeds": r.seeds, "reseed_data": r.reseed_data, "plot": card.plot.to_dict(), "scale": scale,
+            "n_cov": sc.n_cov}
 
 
 def _grid(r: _Resolved) -> list[tuple[dict[str, Any], dict, dict, int | None]]:
@@ -245,25 +260,27 @@ def _grid(r: _Resolved) -> list[tuple[dict[str, Any], dict, dict, int | None]]:
 def _runs_of(exp_id: str, source: str, r: _Resolved) -> list[Run]:
     runs = []
     for values, data, train, every in _grid(r):
-        for model, fmt, seed in itertools.product(r.models, r.formats, r.seeds):
+        for model, fmt, (replicate, data_seed, seed) in itertools.product(
+                r.models, r.formats, _replicate_seeds(r, data, train)):
             point_train = merge(train, {"model": r.scale.model_sizes.get(model, model), "seed": seed,
                                         "prompt": {"format": fmt}})
             n_train, n_eval, batch = point_train["n_train"], point_train["n_eval"], point_train["batch_size"]
             if "eval_every" not in point_train:
                 steps = max(1, every // batch)
                 point_train = {**point_train, "eval_every": steps, "checkpoint_every": steps}
-            point = _data_point({**data, "seed": seed}, n_train, n_eval)
+            point = _data_point({**data, "seed": data_seed}, n_train, n_eval)
             digest = stable_hash({"data_id": point.data_id, "train": point_train})
             run_id = f"{point.data_id.split('__')[0]}-{point_train['model']}-{FORMATS[fmt].slug}__{digest}"
-            runs.append(Run(run_id, exp_id, source, model, fmt, seed, values, point, point_train))
+            runs.append(Run(run_id, exp_id, source, model, fmt, seed, replicate, values, point, point_train))
     return runs
 
 
-def expand(exp_id: str, scale: str, config_dir: str | Path = "config") -> list[Run]:
-    """Every training run of card `exp_id` at `scale` (empty for cards that train nothing).
+def expand(exp_id: str, scale: str, config_dir: str | Path = "config", seeds: int | None = None) -> list[Run]:
+    """Every training run of card `exp_id` at `scale` (empty for cards that train nothing); `seeds`,
+    when given, is the number of replicates of every run (the workflow config's `seeds`).
 
     A reusing card takes the runs of the cards in its `reuse` list, filtered by its own models,
-    formats and seeds where it names them; `experiment` is then this card and `source` the other.
+    formats and replicates; `experiment` is then this card and `source` the other.
     """
     card = load_card(exp_id, config_dir)
     sc = load_scale(scale, config_dir)
@@ -271,35 +288,35 @@ def expand(exp_id: str, scale: str, config_dir: str | Path = "config") -> list[R
         return []
     if not card.reuse:
         try:
-            return _runs_of(exp_id, exp_id, _resolve(exp_id, card, scale, sc))
+            return _runs_of(exp_id, exp_id, _resolve(exp_id, card, scale, sc, seeds))
         except ConfigError as exc:
             raise ConfigError(f"{exp_id} at scale {scale}: {exc}") from None
-    own = _resolve(exp_id, card, scale, sc)
+    own = _resolve(exp_id, card, scale, sc, seeds)
     runs: dict[str, Run] = {}
     for source in card.reuse:
         if source == exp_id:
             raise ConfigError(f"{exp_id}: reuse: a card cannot reuse itself")
-        for run in expand(source, scale, config_dir):
+        for run in expand(source, scale, config_dir, seeds):
             keep = ((not own.models or run.model in own.models) and (not own.formats or run.format in own.formats)
-                    and (run.seed in own.seeds))
+                    and run.replicate < own.seeds)
             if keep and run.run_id not in runs:
                 runs[run.run_id] = Run(run.run_id, exp_id, run.source, run.model, run.format, run.seed,
-                                       run.values, run.data, run.train)
+                                       run.replicate, run.values, run.data, run.train)
     return list(runs.values())
 
 
-def points(exp_id: str, scale: str, config_dir: str | Path = "config") -> list[Point]:
+def points(exp_id: str, scale: str, config_dir: str | Path = "config", seeds: int | None = None) -> list[Point]:
     """Every grid point of a card that trains nothing; n_train is the scale's n_cov for coverage cards."""
     card = load_card(exp_id, config_dir)
     sc = load_scale(scale, config_dir)
     if card.kind == "runs":
         return []
-    r = _resolve(exp_id, card, scale, sc)
+    r = _resolve(exp_id, card, scale, sc, seeds if card.reseed_data else 1)
     out = []
     try:
         for values, data, train, _ in _grid(r):
             n_train = card.n_sequences or (sc.n_cov if card.kind == "coverage" else train["n_train"])
-            for seed in r.seeds:
+            for _, seed, _ in _replicate_seeds(r, data, train):
                 out.append(Point(exp_id, values, seed, _data_point({**data, "seed": seed}, n_train, train["n_eval"])))
     except ConfigError as exc:
         raise ConfigError(f"{exp_id} at scale {scale}: {exc}") from None

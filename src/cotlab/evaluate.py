@@ -44,7 +44,7 @@ from cotlab.layout import eval_companions
 from cotlab.metrics import reduce_scores, score_rows
 from cotlab.precision import set_precision
 
-ACCURACY_METRICS = ("answer_acc", "majority_baseline", "format_acc")
+ACCURACY_METRICS = ("answer_acc", "majority_baseline", "global_majority_baseline", "format_acc")
 
 
 def conditional_accuracy(chain: np.ndarray, present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,6 +33,8 @@ class Jobs:
     layout: Layout
     resources: dict[str, RuleResources]
     config_dir: str
+    seeds: int | None = None
+    """Replicates of every run when the workflow config sets them (else each card's or scale's)."""
     cards: dict[str, Card] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -57,13 +59,13 @@ class Jobs:
 
     def add_card(self, exp_id: str) -> None:
         card = self.cards[exp_id] = load_card(exp_id, self.config_dir)
-        runs = expand(exp_id, self.scale, self.config_dir)
+        runs = expand(exp_id, self.scale, self.config_dir, self.seeds)
         self.runs_of[exp_id] = [r.run_id for r in runs]
         for run in runs:
             self.runs.setdefault(run.run_id, run)
             self._add_split(run.data, "train")
             self._add_split(run.data, "eval")
-        self.points_of[exp_id] = pts = points(exp_id, self.scale, self.config_dir)
+        self.points_of[exp_id] = pts = points(exp_id, self.scale, self.config_dir, self.seeds)
         for p in pts:
             if card.kind in ("coverage", "data"):
                 self._add_split(p.data, "train")
@@ -84,7 +86,7 @@ class Jobs:
         """What the aggregate of `exp_id` draws and reads (JSON-able): the card at the scale, then
         `runs` (runs cards), `points` (coverage and data cards) or `rows` (hparams)."""
         card = self.cards[exp_id]
-        out: dict[str, Any] = {"card": resolve_card(exp_id, self.scale, self.config_dir)}
+        out: dict[str, Any] = {"card": resolve_card(exp_id, self.scale, self.config_dir, self.seeds)}
         if card.kind == "runs":
             out["runs"] = [{**run.identity(), "files": self.run_files(run)}
                            for run in (self.runs[r] for r in self.runs_of[exp_id])]
@@ -92,8 +94,12 @@ class Jobs:
             out["points"] = [{"data_id": p.data.data_id, "values": p.values, "seed": p.seed, "data": p.data.data,
                               "files": self.point_files(exp_id, p)} for p in self.points_of[exp_id]]
         elif card.kind == "hparams":
-            out["rows"] = hparams_rows(self.scale, self.config_dir)
+            out["rows"] = hparams_rows(self.scale, self.config_dir, self.seeds)
         return out
+
+    def tables_of(self, exp_id: str) -> dict[str, str]:
+        """The tables the aggregate of `exp_id` writes (`Layout.card_tables`)."""
+        return self.layout.card_tables(exp_id, self.cards[exp_id].kind == "runs")
 
     def inputs_of(self, plan: dict[str, Any]) -> list[str]:
         """The files an aggregate plan reads (the aggregate job's inputs)."""
@@ -102,25 +108,26 @@ class Jobs:
 
 
 def workflow_jobs(experiments: list[str], scale: str, config_dir: str | Path = "config",
-                  results: str = "results") -> Jobs:
+                  results: str = "results", seeds: int | None = None) -> Jobs:
     """The job table of `experiments` at `scale`; every run's TrainConfig is validated here."""
     sc = load_scale(scale, config_dir)
-    jobs = Jobs(Layout(scale, results), {k: sc.resources.get(k, RuleResources()) for k in RULES}, str(config_dir))
+    jobs = Jobs(Layout(scale, results), {k: sc.resources.get(k, RuleResources()) for k in RULES}, str(config_dir),
+                seeds)
     for exp_id in experiments:
         jobs.add_card(exp_id)
     check_runs(list(jobs.runs.values()))
     return jobs
 
 
-def hparams_rows(scale: str, config_dir: str | Path) -> list[dict[str, Any]]:
+def hparams_rows(scale: str, config_dir: str | Path, seeds: int | None = None) -> list[dict[str, Any]]:
     """tab_hparams: per training card at the scale, its data point, grid and training settings."""
     rows = []
     for exp_id in card_ids(config_dir):
         card = load_card(exp_id, config_dir)
         if card.kind != "runs":
             continue
-        resolved = resolve_card(exp_id, scale, config_dir)
-        runs = expand(exp_id, scale, config_dir)
+        resolved = resolve_card(exp_id, scale, config_dir, seeds)
+        runs = expand(exp_id, scale, config_dir, seeds)
         train = runs[0].train if runs else resolved["train"]
         grid = "; ".join(f"{k}: {', '.join(map(str, v if isinstance(v, list) else list(v)))}"
                          for k, v in resolved["sweep"].items())
@@ -132,7 +139,7 @@ def hparams_rows(scale: str, config_dir: str | Path) -> list[dict[str, Any]]:
             "n_train": train["n_train"], "batch_size": train["batch_size"],
             "steps": train["n_train"] // train["batch_size"],
             "eval_every_seqs": resolved["eval_every_seqs"], "eval_every_steps": train.get("eval_every"),
-            "n_eval": train["n_eval"], "lr": train.get("lr"), "seeds": ", ".join(map(str, resolved["seeds"])),
+            "n_eval": train["n_eval"], "lr": train.get("lr"), "seeds": resolved["seeds"],
             "precision": train.get("precision")})
     return rows
 

@@ -69,6 +69,12 @@ class Layout:
     def table(self, card: str) -> str:
         return f"{self.base}/tables/{card}.csv"
 
+    def card_tables(self, card: str, trains: bool) -> dict[str, str]:
+        """A training card's two tidy tables ({"curves", "summary"}), another card's one ({"table"})."""
+        if trains:
+            return {kind: self.table(f"{card}_{kind}") for kind in ("curves", "summary")}
+        return {"table": self.table(card)}
+
     def figure(self, card: str, suffix: str = "png") -> str:
         return f"{self.base}/figures/{card}.{suffix}"
 

@@ -15,6 +15,7 @@ stopping at ⟨eos⟩. It keeps every row's outcome (`RowScores`); `reduce_score
   answer) for standard ones. A row whose target has fewer chain tokens (a standard-form query in
   hybrid, or force=answer) fills the last columns; a column no row reaches is NaN.
 - `eval_loss`: teacher-forced CE over every labelled position of the same rows, token-weighted.
+- `global_majority_baseline`: always answering the eval set's most frequent y_C (its share).
 - `majority_baseline`: the in-context majority (the most frequent y_C among the K-1
   demonstrations, ties to the smallest id) scored on the query (data.md §5); NaN when K = 1.
 
@@ -67,6 +68,7 @@ class RowScores:
     ce: np.ndarray  # (n,) float64: teacher-forced CE summed over the row's labelled positions
     ce_tokens: np.ndarray  # (n,) int64: labelled positions of the row
     majority: np.ndarray  # (n,) bool: the in-context majority equals y_C (False when K = 1)
+    answer_id: np.ndarray  # (n,) int64: y_C, for the global-majority baseline
 
 
 def by_column(value: torch.Tensor, column: torch.Tensor, P: int) -> torch.Tensor:
@@ -153,8 +155,9 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
         for name, value in scored.items():
             parts[name].append(value)
     host = {name: torch.cat(values).cpu().numpy() for name, values in parts.items()}
-    majority = in_context_majority(rows) == rows.chain[:, -1, -1]  # (n,) all False when K = 1
-    return RowScores(majority=majority, **host)
+    answer_id = rows.chain[:, -1, -1].astype(np.int64)  # (n,) y_C
+    majority = in_context_majority(rows) == answer_id  # (n,) all False when K = 1
+    return RowScores(majority=majority, answer_id=answer_id, **host)
 
 
 def reduce_scores(scores: RowScores, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
@@ -162,7 +165,8 @@ def reduce_scores(scores: RowScores, data_cfg: DataConfig, prompt_cfg: PromptCon
     """Metrics (module docstring) of per-row scores, summed over ranks when world_size > 1.
 
     Every rank must call it with its own rows (one all_reduce of float64 sums on `device`).
-    Returns plain floats: n, answer_acc, eval_loss, chain_acc_i, chain_loss_i, majority_baseline
+    Returns plain floats: n, answer_acc, eval_loss, chain_acc_i, chain_loss_i, majority_baseline,
+    global_majority_baseline
     (+ format_acc, gen_len_p50 for special-token formats).
     """
     n_new = max_new_tokens(data_cfg, prompt_cfg)
@@ -170,7 +174,8 @@ def reduce_scores(scores: RowScores, data_cfg: DataConfig, prompt_cfg: PromptCon
             "majority": [scores.majority.sum()], "ce": [scores.ce.sum()], "ce_tokens": [scores.ce_tokens.sum()],
             "chain_correct": scores.chain.sum(axis=0), "chain_count": scores.present.sum(axis=0),
             "chain_loss": scores.chain_loss.sum(axis=0),
-            "gen_len": np.bincount(scores.gen_len, minlength=n_new + 1)}  # histogram of lengths 0..n_new
+            "gen_len": np.bincount(scores.gen_len, minlength=n_new + 1),  # histogram of lengths 0..n_new
+            "answers": np.bincount(scores.answer_id, minlength=data_cfg.vocab_size)}  # histogram of y_C
     flat = torch.from_numpy(np.concatenate([np.asarray(v, np.float64) for v in sums.values()])).to(device)
     if world_size > 1:
         dist.all_reduce(flat)
@@ -186,6 +191,7 @@ def reduce_scores(scores: RowScores, data_cfg: DataConfig, prompt_cfg: PromptCon
             result[f"chain_acc_{i}"] = total["chain_correct"][i] / count if count else float("nan")
             result[f"chain_loss_{i}"] = total["chain_loss"][i] / count if count else float("nan")
         result["majority_baseline"] = total["majority"][0] / n if data_cfg.n_examples > 1 else float("nan")
+        result["global_majority_baseline"] = total["answers"].max() / n
         if prompt_cfg.special:
             result["format_acc"] = total["valid"][0] / n
             result["gen_len_p50"] = float(np.searchsorted(np.cumsum(total["gen_len"]), n / 2))

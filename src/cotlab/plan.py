@@ -52,10 +52,10 @@ def train_seconds(run: Run, gpus: int) -> float:
 
 
 def plan_table(experiments: list[str], scale: str, config_dir: str = "config",
-               train_gpus: int | None = None) -> tuple[list[dict[str, Any]], int]:
+               train_gpus: int | None = None, seeds: int | None = None) -> tuple[list[dict[str, Any]], int]:
     """Rows (experiment, generate, train, evaluate, coverage, aggregate, train_tokens, gpu_hours), the last
     one 'total', and the GPUs per training run (`train_gpus`, or the scale's when None)."""
-    jobs = workflow_jobs(experiments, scale, config_dir)
+    jobs = workflow_jobs(experiments, scale, config_dir, seeds=seeds)
     gpus = jobs.resources["train"].gpus if train_gpus is None else train_gpus
 
     def row(name: str, run_ids: set[str], splits: set, coverage: set, aggregates: int) -> dict[str, Any]:
@@ -107,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
     if args.scale is not None:
         values["scale"] = args.scale
     cfg = workflow_config(values, args.config_dir)
-    rows, gpus = plan_table(cfg.experiments, cfg.scale, args.config_dir, cfg.train_gpus)
+    rows, gpus = plan_table(cfg.experiments, cfg.scale, args.config_dir, cfg.train_gpus, cfg.seeds)
     where = f"{gpus} GPU(s) per training run" if gpus else "CPU (no GPU hours)"
     print(f"scale {cfg.scale}: {where}; shared jobs count once in the total")
     print(format_table(rows))

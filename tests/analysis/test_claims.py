@@ -1,137 +1,371 @@
-"""claims.csv verdicts on synthetic learning curves with known answers."""
+"""claims.csv verdicts on synthetic summary and curves tables whose answers are set by hand.
+
+Noise sizes used below (95% Wilson half-widths): at n_eval = 2000 an accuracy near 0.5 is +-0.022
+and a difference of two such +-0.031; at n_eval = 50 an accuracy near 0.5 is +-0.13. So 0.8 vs 0.6
+at 2000 is decided, 0.62 vs 0.60 at 50 is not.
+"""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from cotlab.aggregate import aggregate_runs
-from cotlab.analysis.claims import CLAIMS, evaluate_claims
+from claims_tables import curve, interval, run, tables
+from cotlab.analysis.claims import CLAIM_COLUMNS, CLAIMS, evaluate_claims
 
-STEPS = [0, 10, 20, 30]
-BASELINE = 0.2
-RISING = [0.2, 0.5, 0.8, 0.9]  # lift reaches 0.875
-SLOWER = [0.2, 0.3, 0.5, 0.7]
-FLAT = [0.2, 0.21, 0.22, 0.2]  # never reaches lift 0.1
+HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
 
 
-def card_table(runs: list[dict]) -> pd.DataFrame:
-    """An aggregate table from run specs: {run values..., "acc": curve, optional extra curves}."""
-    run_rows, curve_rows = [], []
-    for i, spec in enumerate(runs):
-        spec = dict(spec)
-        acc = spec.pop("acc")
-        extra = {k: spec.pop(k) for k in list(spec) if isinstance(spec[k], list)}
-        data = {"vocab_size": 1024, "n_dims": 10, "n_inputs": 4, "n_parents": 2, "chain_length": 2,
-                "n_examples": 40, **{k: v for k, v in spec.items() if k in ("vocab_size", "n_examples",
-                                                                             "chain_length", "n_parents")}}
-        run_id = f"run{i}"
-        run_rows.append({"run_id": run_id, "model": spec["model"], "format": spec["format"], "seed": 42,
-                         **{k: v for k, v in spec.items() if k not in ("model", "format")}, "data": data})
-        for s, step in enumerate(STEPS):
-            curve_rows.append({"run_id": run_id, "step": step, "answer_acc": acc[s], "majority_baseline": BASELINE,
-                               **{k: v[s] for k, v in extra.items()}})
-    return aggregate_runs(pd.DataFrame(run_rows), pd.DataFrame(curve_rows), None, {"kind": "curves"})
+def claims_of(summaries: dict, curves: dict | None = None) -> pd.DataFrame:
+    out = evaluate_claims(summaries, curves or {})
+    assert out["claim"].tolist() == [c.id for c in CLAIMS]
+    return out.set_index("claim")
 
 
-def vocab_runs(curves: dict) -> list[dict]:
-    return [{"vocab_size": V, "model": m, "format": f, "acc": acc} for (V, m, f), acc in curves.items()]
+def verdict_of(claim: str, summaries: dict, curves: dict | None = None) -> str:
+    return claims_of(summaries, curves).loc[claim, "verdict"]
 
 
-def verdicts(tables: dict) -> dict[str, str]:
-    claims = evaluate_claims(tables)
-    assert claims["claim"].tolist() == [c.id for c in CLAIMS]
-    return dict(zip(claims["claim"], claims["verdict"]))
+# Per claim: case -> (summaries, curves). The numbers of each case decide its expected verdict.
+
+def cot_beats_std(case):
+    cot, std = {HELD: (0.95, 0.75), NOT_HELD: (0.75, 0.95), INCONCLUSIVE: (0.80, 0.80)}[case]
+    n = 512 if case == INCONCLUSIVE else 2000
+    return tables("quickstart", [run("quickstart", "tf4", f, a, n_eval=n, vocab_size=V)
+                                 for V in (32, 64) for f, a in (("cot", cot), ("standard", std))])
 
 
-def scaled(curve: list[float], factor: float) -> list[float]:
-    return [BASELINE + factor * (a - BASELINE) for a in curve]
+def cot_higher(case):
+    def acc(V, m, f):
+        if case == INCONCLUSIVE:  # 0.62 vs 0.60 at n_eval 50: +-0.13 each
+            return 0.62 if f == "cot" else 0.60
+        if case == NOT_HELD and (V, m) == (256, "tf8"):  # one reached contradiction
+            return 0.5 if f == "cot" else 0.7
+        return 0.8 if f == "cot" else 0.6
+    n = 50 if case == INCONCLUSIVE else 2000
+    return tables("fig_vocab", [run("fig_vocab", m, f, acc(V, m, f), n_eval=n, vocab_size=V)
+                                for V in (64, 256) for m in ("tf4", "tf8") for f in ("cot", "standard")])
 
 
-def test_cot_earlier_held_when_cot_leads_everywhere():
-    curves = {(V, m, f): scaled(RISING if f == "cot" else SLOWER, 1.0 if V == 64 else 0.8)
-              for V in (64, 256) for m in ("tf4", "tf8") for f in ("cot", "standard")}
-    claims = evaluate_claims({"fig_vocab": card_table(vocab_runs(curves))}).set_index("claim")
-    assert claims.loc["cot_earlier", "verdict"] == "held"
-    assert claims.loc["cot_earlier", "n_compared"] == 4 and claims.loc["cot_earlier", "n_held"] == 4
-    assert "tau_50 cot 20 vs std 30" in claims.loc["cot_earlier", "evidence"]
-    assert claims.loc["vocab_harder", "verdict"] == "held"  # every curve is lower at V=256
-    assert len(claims.loc["cot_earlier", "run_ids"].split()) == 8
-    assert claims.loc["depth_few_examples", "verdict"] == "not run"
+def cot_earlier(case):  # eval_every = 250: one eval interval of noise
+    cot, std = {HELD: (500, 1500), NOT_HELD: (1500, 500), INCONCLUSIVE: (500, 700)}[case]
+    return tables("fig_vocab", [run("fig_vocab", m, f, tau_50=t, vocab_size=64)
+                                for m in ("tf4", "tf8") for f, t in (("cot", cot), ("standard", std))])
 
 
-def test_one_contradicting_reached_comparison_is_not_held():
-    curves = {(64, "tf4", "cot"): RISING, (64, "tf4", "standard"): SLOWER,
-              (64, "tf8", "cot"): SLOWER, (64, "tf8", "standard"): RISING}
-    assert verdicts({"fig_vocab": card_table(vocab_runs(curves))})["cot_earlier"] == "not held"
+def falling_sweep(card, column, values):
+    def build(case):
+        accs = {HELD: (0.8, 0.6, 0.4), NOT_HELD: (0.4, 0.6, 0.8), INCONCLUSIVE: (0.5, 0.5, 0.5)}[case]
+        return tables(card, [run(card, m, f, a, **{column: x}) for m in ("tf4", "tf8") for f in ("cot", "standard")
+                             for x, a in zip(values, accs)])
+    return build
 
 
-def test_comparisons_below_lift_0_1_are_not_reached():
-    curves = {(64, m, f): FLAT for m in ("tf4", "tf8") for f in ("cot", "standard")}
-    out = verdicts({"fig_vocab": card_table(vocab_runs(curves))})
-    assert out["cot_earlier"] == "not-reached"
-    assert out["vocab_harder"] == "not run"  # a single V: nothing to compare
+def tf4_fails_large_v(case):
+    # CoT benefit (cot - std acc_auc) at V = 512 and 1024 for tf4 / deeper models; V = 64 is not looked at.
+    gain = {HELD: (0.0, 0.3), NOT_HELD: (0.3, 0.3), INCONCLUSIVE: (0.0, 0.0)}[case]
+    rows = [run("fig_vocab", "tf4", "cot", 0.9, vocab_size=64), run("fig_vocab", "tf4", "standard", 0.5, vocab_size=64)]
+    for V in (512, 1024):
+        for m in ("tf4", "tf8", "tf12"):
+            b = gain[0] if m == "tf4" else gain[1]
+            rows += [run("fig_vocab", m, "cot", 0.5 + b, vocab_size=V),
+                     run("fig_vocab", m, "standard", 0.5, vocab_size=V)]
+    return tables("fig_vocab", rows)
 
 
-def test_calibration_turns_failed_v1024_comparisons_into_not_reached():
-    curves = {(64, "tf4", "cot"): RISING, (64, "tf4", "standard"): SLOWER,
-              (1024, "tf4", "cot"): FLAT, (1024, "tf4", "standard"): [0.2, 0.3, 0.4, 0.5]}
-    claims = evaluate_claims({"fig_vocab": card_table(vocab_runs(curves))}).set_index("claim")
-    # Without calibration, V=1024 (std 0.4 > cot 0.21, std reached) would contradict the claim.
-    assert claims.loc["cot_earlier", "verdict"] == "held"
-    assert claims.loc["cot_earlier", "n_not_reached"] == 1
+def std_long_chains(case):
+    # Largest C = 5; std lift = (acc_final - 0.1) / 0.9. 0.12 -> 0.022 +- 0.016; 0.6 -> 0.556;
+    # 0.30 at n_eval 50 -> 0.222 +- 0.14, straddling 0.25.
+    std = {HELD: 0.12, NOT_HELD: 0.6, INCONCLUSIVE: 0.30}[case]
+    n = 50 if case == INCONCLUSIVE else 2000
+    rows = [run("fig_chain", m, "cot", 0.8, n_eval=n, chain_length=C) for m in ("tf4", "tf8") for C in (3, 5)]
+    rows += [run("fig_chain", m, "standard", 0.7 if C == 3 else std, n_eval=n, chain_length=C)
+             for m in ("tf4", "tf8") for C in (3, 5)]
+    return tables("fig_chain", rows)
 
 
-def test_every_claim_is_not_run_without_tables():
-    assert set(verdicts({}).values()) == {"not run"}
+FIRST_HALF_BEHIND = [0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.8, 0.8, 0.8]  # steps 0..4000; first half: 500..2000
+TF4_CURVE = [0.1, 0.3, 0.4, 0.5, 0.55, 0.6, 0.6, 0.6, 0.6]
 
 
-def test_quickstart_miniature_claim():
-    runs = [{"vocab_size": V, "model": "tf8", "format": f, "acc": RISING if f == "cot" else SLOWER}
-            for V in (32, 64) for f in ("cot", "standard")]
-    assert verdicts({"quickstart": card_table(runs)})["cot_beats_std"] == "held"
-    runs = [{**r, "acc": SLOWER if r["format"] == "cot" else RISING} for r in runs]
-    assert verdicts({"quickstart": card_table(runs)})["cot_beats_std"] == "not held"
+def deep_overtakes_at_m1(case):
+    deep_final = {HELD: 0.8, NOT_HELD: 0.5, INCONCLUSIVE: 0.6}[case]
+    rows = [run("fig_parents", m, f, a, n_parents=M) for m, f, a, M in (
+        ("tf4", "cot", 0.6, 1), ("tf8", "cot", deep_final, 1),
+        ("tf4", "cot", 0.9, 2), ("tf8", "cot", 0.3, 2), ("tf4", "standard", 0.9, 1), ("tf8", "standard", 0.1, 1))]
+    deep_curve = FIRST_HALF_BEHIND[:-3] + [deep_final] * 3
+    curves = curve(rows[0], TF4_CURVE) + curve(rows[1], deep_curve)
+    return tables("fig_parents", rows, curves)
 
 
-def test_depth_matters_with_few_examples():
-    runs = [{"n_examples": K, "model": m, "format": "cot", "acc": acc} for K, m, acc in (
-        (10, "tf4", SLOWER), (10, "tf12", RISING), (40, "tf4", RISING), (40, "tf12", RISING))]
-    assert verdicts({"fig_examples": card_table(runs)})["depth_few_examples"] == "held"
-    runs[0]["acc"] = RISING  # no gap at K=10 either
-    assert verdicts({"fig_examples": card_table(runs)})["depth_few_examples"] == "not held"
+def positions_fall(case):
+    falls = {HELD: (0.9, 0.8, 0.7, 0.6, 0.5), NOT_HELD: (0.5, 0.6, 0.7, 0.8, 0.9), INCONCLUSIVE: (0.7,) * 5}[case]
+    rows = [run("fig_chain_positions", m, "cot", 0.7, chain_length=5, positions=falls) for m in ("tf4", "tf8")]
+    rows += [run("fig_chain_positions", "tf4", "cot", 0.7, chain_length=3, positions=(0.5, 0.6, 0.7)),  # not largest C
+             run("fig_chain_positions", "tf4", "standard", 0.7, chain_length=5, positions=(0.1, 0.2, 0.3, 0.4, 0.5))]
+    return tables("fig_chain_positions", rows)
 
 
-def test_harder_sweeps_and_positions():
-    chain = [{"chain_length": C, "model": "tf4", "format": "cot", "acc": acc,
-              **{f"chain_acc_{i}": [a] * 4 for i, a in enumerate(pos)}}
-             for C, acc, pos in ((3, RISING, (0.9, 0.8, 0.7)), (5, SLOWER, (0.9, 0.8, 0.8, 0.6, 0.5)))]
-    parents = [{"n_parents": M, "model": "tf4", "format": "standard", "acc": acc}
-               for M, acc in ((1, SLOWER), (2, RISING))]  # M=2 easier: contradicts
-    out = verdicts({"fig_chain": card_table(chain), "fig_chain_positions": card_table(chain),
-                    "fig_parents": card_table(parents)})
-    assert out["chain_harder"] == "held"
-    assert out["positions_fall"] == "held"
-    assert out["parents_harder"] == "not held"
+def depth_few_examples(case):
+    # CoT benefits b(model, K): D = (b(tf12,10) - b(tf4,10)) - (b(tf12,40) - b(tf4,40)), h ~ 0.06.
+    b = {HELD: {(10, "tf12"): 0.3, (10, "tf4"): 0.0, (40, "tf12"): 0.1, (40, "tf4"): 0.1},   # D = +0.3
+         NOT_HELD: {(10, "tf12"): 0.1, (10, "tf4"): 0.1, (40, "tf12"): 0.3, (40, "tf4"): 0.0},  # D = -0.3
+         INCONCLUSIVE: {(10, "tf12"): 0.0, (10, "tf4"): 0.0, (40, "tf12"): 0.0, (40, "tf4"): 0.0}}[case]
+    rows = []
+    for K in (10, 20, 40):
+        for m in ("tf4", "tf8", "tf12"):
+            rows += [run("fig_examples", m, "cot", 0.5 + b.get((K, m), -0.2), n_examples=K),
+                     run("fig_examples", m, "standard", 0.5, n_examples=K)]
+    return tables("fig_examples", rows)
 
 
-def test_diversity_similarity_and_attention():
-    diversity = [{"regime": r, "model": "tf4", "format": "cot", "acc": acc, "n_parents": 2, "chain_length": 4,
-                  "parent_prec": prec, "embed_sim": sim}
-                 for r, acc, prec, sim in (("a", FLAT, [0.3] * 4, [0.1, 0.1, 0.1, 0.1]),
-                                           ("e", RISING, [0.3, 0.5, 0.7, 0.8], [0.1, 0.3, 0.5, 0.6]))]
-    table = card_table(diversity)
-    out = verdicts({"fig_diversity": table, "fig_attention": table, "fig_embed_sim": table})
-    assert out["fixed_h_helps"] == "held"
-    assert out["attention_recovers_parents"] == "held"  # 0.8 > chance (2/4 + 2/5 + 2/6 + 2/7) / 4
-    assert out["sim_tracks_accuracy"] == "held"  # regime a never reaches lift 0.1: ignored
-    low = card_table([{**diversity[1], "parent_prec": [0.3] * 4, "embed_sim": [0.6, 0.5, 0.4, 0.3]}])
-    out = verdicts({"fig_attention": low, "fig_embed_sim": low})
-    assert out["attention_recovers_parents"] == "not held"
-    assert out["sim_tracks_accuracy"] == "not held"
-    assert np.isclose(low["parent_prec_chance"].iloc[0], (2 / 4 + 2 / 5 + 2 / 6 + 2 / 7) / 4)
+def fixed_h_helps(case):
+    accs = {HELD: dict(a=0.5, b=0.4, c=0.6, e=0.8), NOT_HELD: dict(a=0.5, b=0.4, c=0.6, e=0.4),
+            INCONCLUSIVE: dict(a=0.5, b=0.5, c=0.5, e=0.52)}[case]
+    n = 50 if case == INCONCLUSIVE else 2000
+    return tables("fig_diversity", [run("fig_diversity", m, f, a, n_eval=n, regime=r)
+                                    for m in ("tf4", "tf8") for f in ("cot", "standard") for r, a in accs.items()])
 
 
-@pytest.mark.parametrize("claim", [c.id for c in CLAIMS])
-def test_every_claim_names_its_card_and_metric(claim):
-    spec = next(c for c in CLAIMS if c.id == claim)
-    assert spec.card.startswith(("fig_", "quickstart")) and spec.metric and spec.statement
+JUMP_ACC = [0.1, 0.1, 0.12, 0.12, 0.8, 0.85, 0.9, 0.9, 0.9]  # largest rise by step 2000
+JUMP_SIM = [0.02, 0.02, 0.03, 0.03, 0.4, 0.45, 0.5, 0.5, 0.5]  # jump 0.37 by step 2000, next rise 0.05
+NOISY_ACC = [0.30, 0.33, 0.31, 0.35, 0.32, 0.34, 0.33, 0.36, 0.34]  # rises <= 0.04; +-0.13 at n_eval 50
+
+
+def similarity(acc, sim, n_eval=2000, final=None, chance=10 / 64):
+    rows = [run("fig_embed_sim", "tf4", "cot", acc[-1], n_eval=n_eval, vocab_size=64,
+                embed_sim_final=sim[-1] if final is None else final, embed_sim_chance=chance)]
+    return tables("fig_embed_sim", rows, curve(rows[0], acc, sim))
+
+
+def sim_tracks_accuracy(case):
+    if case == INCONCLUSIVE:
+        return similarity(NOISY_ACC, JUMP_SIM, n_eval=50)
+    if case == NOT_HELD:  # the similarity jumps by step 3500, three evals after the accuracy
+        return similarity(JUMP_ACC, [0.02] * 7 + [0.4, 0.5])
+    return similarity(JUMP_ACC, JUMP_SIM)  # final 0.5 vs chance 0.156
+
+
+def attention_recovers_parents(case):
+    # n_attn 256 x C 4 x M 2 = 2048 trials: +-0.02; n_attn 1 -> 8 trials: +-0.3.
+    prec = {HELD: dict(a=0.4, b=0.35, e=0.8), NOT_HELD: dict(a=0.4, b=0.35, e=0.25),
+            INCONCLUSIVE: dict(a=0.45, b=0.45, e=0.5)}[case]
+    n_attn = 1 if case == INCONCLUSIVE else 256
+    rows = [run("fig_attention", m, "cot", 0.6, regime=r, chain_length=4, n_parents=2, n_attn=n_attn,
+                parent_prec_final=p, parent_prec_chance=0.4 if case == INCONCLUSIVE else 0.35)
+            for m in ("tf4", "tf8") for r, p in prec.items()]
+    rows += [run("fig_attention", "tf4", "standard", 0.6, regime="e", chain_length=4, n_parents=2)]
+    return tables("fig_attention", rows)
+
+
+BUILDERS = {
+    "cot_beats_std": cot_beats_std, "cot_higher": cot_higher, "cot_earlier": cot_earlier,
+    "vocab_harder": falling_sweep("fig_vocab", "vocab_size", (64, 256, 1024)),
+    "tf4_fails_large_v": tf4_fails_large_v,
+    "chain_harder": falling_sweep("fig_chain", "chain_length", (3, 4, 5)),
+    "std_long_chains": std_long_chains,
+    "parents_harder": falling_sweep("fig_parents", "n_parents", (1, 2, 3)),
+    "deep_overtakes_at_m1": deep_overtakes_at_m1, "positions_fall": positions_fall,
+    "depth_few_examples": depth_few_examples, "fixed_h_helps": fixed_h_helps,
+    "sim_tracks_accuracy": sim_tracks_accuracy, "attention_recovers_parents": attention_recovers_parents,
+}
+
+
+def test_every_claim_has_cases():
+    assert set(BUILDERS) == {c.id for c in CLAIMS}
+
+
+@pytest.mark.parametrize("case", [HELD, NOT_HELD, INCONCLUSIVE])
+@pytest.mark.parametrize("claim", list(BUILDERS))
+def test_claim_verdict(claim, case):
+    out = claims_of(*BUILDERS[claim](case)).loc[claim]
+    assert out["verdict"] == case, out["evidence"]
+    assert out["n_compared"] == out["n_held"] + out["n_not_held"] + out["n_inconclusive"] + out["n_not_reached"]
+
+
+def test_output_columns_and_cards():
+    out = evaluate_claims({}, {})
+    assert list(out.columns) == list(CLAIM_COLUMNS)
+    assert out["card"].tolist() == [c.card for c in CLAIMS]
+    assert all(c.statement and c.metric and c.source.startswith("[") for c in CLAIMS)
+
+
+def test_missing_card_is_not_run():
+    assert set(evaluate_claims({}, {})["verdict"]) == {"not run"}
+    out = claims_of(*cot_beats_std(HELD))
+    assert out.loc["cot_beats_std", "verdict"] == HELD
+    assert (out.drop("cot_beats_std")["verdict"] == "not run").all()
+
+
+def test_missing_column_is_not_run_and_named():
+    summaries, _ = fixed_h_helps(HELD)
+    out = claims_of({"fig_diversity": summaries["fig_diversity"].drop(columns="regime")}).loc["fixed_h_helps"]
+    assert out["verdict"] == "not run" and "regime" in out["evidence"]
+
+
+def test_runs_that_never_lift_are_not_reached():
+    # acc 0.12 over baseline 0.1: lift 0.022 < 0.1 everywhere, though cot 0.12 vs std 0.05 would be "held".
+    rows = [run("fig_vocab", m, f, 0.12 if f == "cot" else 0.05, vocab_size=V)
+            for V in (64, 256) for m in ("tf4", "tf8") for f in ("cot", "standard")]
+    out = claims_of(*tables("fig_vocab", rows)).loc["cot_higher"]
+    assert out["verdict"] == "not-reached"
+    assert out["n_compared"] == out["n_not_reached"] == 4 and out["n_held"] == 0
+    assert out["evidence"].count("-> not-reached") == 4
+
+
+def test_unreached_contradiction_is_ignored_but_reached_one_counts():
+    rows = [run("fig_vocab", "tf4", "cot", 0.8, vocab_size=64),
+            run("fig_vocab", "tf4", "standard", 0.6, vocab_size=64),
+            run("fig_vocab", "tf4", "cot", 0.11, vocab_size=1024),  # lift 0.011: never learned
+            run("fig_vocab", "tf4", "standard", 0.15, vocab_size=1024)]  # lift 0.056
+    out = claims_of(*tables("fig_vocab", rows)).loc["cot_higher"]
+    assert (out["verdict"], out["n_held"], out["n_not_reached"]) == (HELD, 1, 1)
+    rows[2]["lift_max"] = 0.2  # now reached: 0.11 vs 0.15 at n 2000 (+-0.02) contradicts
+    assert verdict_of("cot_higher", *tables("fig_vocab", rows)) == NOT_HELD
+
+
+def test_evidence_shows_values_with_intervals():
+    rows = [run("fig_vocab", "tf4", "cot", 0.8, vocab_size=64), run("fig_vocab", "tf4", "standard", 0.7, vocab_size=64),
+            run("fig_vocab", "tf8", "cot", 0.8, vocab_size=64), run("fig_vocab", "tf8", "standard", 0.7, vocab_size=64)]
+    lo, hi = interval(0.8, 2000)
+    slo, shi = interval(0.7, 2000)
+    evidence = claims_of(*tables("fig_vocab", rows)).loc["cot_higher", "evidence"]
+    half, shalf = (hi - lo) / 2, (shi - slo) / 2
+    assert evidence.startswith(f"tf4: acc_auc cot 0.800 [{0.8 - half:.3f}, {0.8 + half:.3f}] vs std 0.700 "
+                               f"[{0.7 - shalf:.3f}, {0.7 + shalf:.3f}] -> held; tf8: ")
+    rows.append(run("fig_vocab", "tf4", "cot", 0.8, vocab_size=256))
+    rows.append(run("fig_vocab", "tf4", "standard", 0.7, vocab_size=256))
+    assert "V=256 tf4: acc_auc cot 0.800" in claims_of(*tables("fig_vocab", rows)).loc["cot_higher", "evidence"]
+
+
+def test_swapping_format_labels_flips_quickstart():
+    summaries, _ = cot_beats_std(HELD)
+    assert verdict_of("cot_beats_std", summaries) == HELD
+    swapped = summaries["quickstart"].assign(format=summaries["quickstart"]["format"].map(
+        {"cot": "standard", "standard": "cot"}))
+    assert verdict_of("cot_beats_std", {"quickstart": swapped}) == NOT_HELD
+
+
+def test_one_permille_at_n_eval_512_is_inconclusive():
+    # 0.951 vs 0.950 at n = 512: each +-0.019; a strict `>` on point estimates would call it held.
+    rows = [run("quickstart", "tf4", "cot", 0.951, n_eval=512, vocab_size=64),
+            run("quickstart", "tf4", "standard", 0.950, n_eval=512, vocab_size=64)]
+    out = claims_of(*tables("quickstart", rows)).loc["cot_beats_std"]
+    assert (out["verdict"], out["n_inconclusive"]) == (INCONCLUSIVE, 1)
+
+
+def two_seed_vocab(cot_seeds, std_seeds):  # one seed per value listed
+    rows = [run("fig_vocab", "tf4", f, a, seed=s, vocab_size=64)
+            for f, seeds in (("cot", cot_seeds), ("standard", std_seeds)) for s, a in enumerate(seeds)]
+    return tables("fig_vocab", rows)
+
+
+def test_seeds_are_averaged_and_their_spread_counts():
+    # Seed 0 alone: 0.85 vs 0.70 at n 2000 is held.
+    assert verdict_of("cot_higher", *two_seed_vocab([0.85], [0.70])) == HELD
+    # Both seeds: cot mean 0.725, sd 0.177, t(0.975, 1) = 12.7 -> +-1.59; std mean 0.70 -> inconclusive.
+    out = claims_of(*two_seed_vocab([0.85, 0.60], [0.70, 0.70])).loc["cot_higher"]
+    assert out["verdict"] == INCONCLUSIVE and out["n_compared"] == 1
+    assert "cot 0.725" in out["evidence"] and len(out["run_ids"].split()) == 4
+    # Consistent seeds: 0.81 +- 0.127 vs 0.61 +- 0.127 (sd 0.014): d = 0.2 > h = 0.18 -> held.
+    out = claims_of(*two_seed_vocab([0.80, 0.82], [0.60, 0.62])).loc["cot_higher"]
+    assert out["verdict"] == HELD and "cot 0.810" in out["evidence"] and "std 0.610" in out["evidence"]
+
+
+def test_two_seeds_use_t_with_one_degree_of_freedom():
+    # cot 0.80, 0.84 vs std 0.60, 0.64: d = 0.2; sd 0.028 each. t(0.975, 1) = 12.71 -> h = 0.254 each,
+    # 0.36 combined: inconclusive. (A normal 1.96 or t(2) = 4.30 would give h < 0.2: held.)
+    assert verdict_of("cot_higher", *two_seed_vocab([0.80, 0.84], [0.60, 0.64])) == INCONCLUSIVE
+    # Three seeds, t(0.975, 2) = 4.30: 0.80, 0.82, 0.84 vs 0.60, 0.62, 0.64 -> h = 0.05 each: held.
+    assert verdict_of("cot_higher", *two_seed_vocab([0.80, 0.82, 0.84], [0.60, 0.62, 0.64])) == HELD
+
+
+def test_identical_seeds_keep_the_wilson_width_at_k_n_eval():
+    # Two identical seeds: sd = 0, so the Wilson width at 2 x 512 trials (+-0.013) still applies.
+    rows = [run("quickstart", "tf4", f, a, seed=s, n_eval=512, vocab_size=64)
+            for s in (0, 1) for f, a in (("cot", 0.951), ("standard", 0.950))]
+    assert verdict_of("cot_beats_std", *tables("quickstart", rows)) == INCONCLUSIVE
+
+
+@pytest.mark.parametrize("cot, std, expected", [
+    (500.0, np.nan, HELD),          # std never reaches lift 0.5
+    (np.nan, np.nan, INCONCLUSIVE),  # neither does
+    (np.nan, 500.0, NOT_HELD),
+    (500.0, 750.0, INCONCLUSIVE),    # exactly one eval interval apart: not beyond it
+    (500.0, 751.0, HELD),
+])
+def test_cot_earlier_with_runs_that_never_reach(cot, std, expected):
+    rows = [run("fig_vocab", "tf4", "cot", tau_50=cot, vocab_size=64),
+            run("fig_vocab", "tf4", "standard", tau_50=std, vocab_size=64)]
+    assert verdict_of("cot_earlier", *tables("fig_vocab", rows)) == expected
+
+
+def test_tau_of_a_group_is_never_if_one_seed_never_reaches():
+    rows = [run("fig_vocab", "tf4", "cot", tau_50=t, seed=s, vocab_size=64) for s, t in enumerate((500.0, np.nan))]
+    rows += [run("fig_vocab", "tf4", "standard", tau_50=1000.0, seed=s, vocab_size=64) for s in (0, 1)]
+    out = claims_of(*tables("fig_vocab", rows)).loc["cot_earlier"]
+    assert out["verdict"] == NOT_HELD and "cot never vs std 1000" in out["evidence"]
+
+
+@pytest.mark.parametrize("accs, expected", [
+    ((0.8, 0.5, 0.7), NOT_HELD),     # ends lower, but 0.5 -> 0.7 rises significantly
+    ((0.8, 0.6, 0.6), HELD),         # a flat step is no rise
+    ((0.80, 0.80, 0.79), INCONCLUSIVE),  # saturated: a drop of 0.01 is within +-0.025
+])
+def test_falling_rule_details(accs, expected):
+    rows = [run("fig_vocab", "tf4", "cot", a, vocab_size=V) for V, a in zip((64, 256, 1024), accs)]
+    assert verdict_of("vocab_harder", *tables("fig_vocab", rows)) == expected
+
+
+def test_tf4_fails_needs_every_deeper_model_to_benefit():
+    summaries, _ = tf4_fails_large_v(HELD)
+    table = summaries["fig_vocab"]
+    table.loc[(table["model"] == "tf12") & (table["format"] == "cot"), "acc_auc"] = 0.5  # tf12 gains 0: unclear
+    assert verdict_of("tf4_fails_large_v", summaries) == INCONCLUSIVE
+    table.loc[(table["model"] == "tf12") & (table["format"] == "cot"), "acc_auc"] = 0.3  # tf12 loses: contradicts
+    assert verdict_of("tf4_fails_large_v", summaries) == NOT_HELD
+
+
+def test_std_long_chains_is_reached_only_through_the_cot_run():
+    summaries, _ = std_long_chains(HELD)
+    table = summaries["fig_chain"]
+    table.loc[table["format"] == "cot", "lift_max"] = 0.05  # the long-chain setting is not learnable at all
+    table.loc[table["format"] == "standard", "lift_max"] = 0.3  # the std runs' own lift does not count
+    out = claims_of(summaries).loc["std_long_chains"]
+    assert out["verdict"] == "not-reached" and out["n_not_reached"] == 2
+
+
+def test_claim_on_curves_without_a_curves_table_is_not_run():
+    summaries, _ = deep_overtakes_at_m1(HELD)
+    out = claims_of(summaries).loc["deep_overtakes_at_m1"]
+    assert out["verdict"] == "not run" and "answer_acc" in out["evidence"]
+
+
+def test_deep_model_that_always_led_did_not_overtake():
+    summaries, _ = deep_overtakes_at_m1(HELD)
+    rows = summaries["fig_parents"].to_dict("records")
+    # Ahead at every first-half evaluation (equal only at step 0, which does not count).
+    ahead = [0.1, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.8, 0.8]
+    curves = {"fig_parents": pd.DataFrame(curve(rows[0], TF4_CURVE) + curve(rows[1], ahead))}
+    assert verdict_of("deep_overtakes_at_m1", summaries, curves) == NOT_HELD
+
+
+def test_similarity_linear_in_the_step_is_never_held():
+    linear = list(np.linspace(0.02, 0.5, len(JUMP_ACC)))
+    assert verdict_of("sim_tracks_accuracy", *similarity(JUMP_ACC, linear)) == NOT_HELD
+    assert verdict_of("sim_tracks_accuracy", *similarity(NOISY_ACC, linear, n_eval=50)) == INCONCLUSIVE
+
+
+def test_similarity_must_end_above_chance_by_a_margin():
+    # Jumps with the accuracy, but ends at 0.2 against chance 0.156: margin 0.044 < 0.1.
+    sim = [0.02, 0.02, 0.03, 0.03, 0.15, 0.17, 0.2, 0.2, 0.2]
+    assert verdict_of("sim_tracks_accuracy", *similarity(JUMP_ACC, sim)) == NOT_HELD
+    assert verdict_of("sim_tracks_accuracy", *similarity(JUMP_ACC, sim, chance=0.05)) == HELD
+
+
+def test_attention_counts_both_parts():
+    out = claims_of(*attention_recovers_parents(HELD)).loc["attention_recovers_parents"]
+    assert out["n_compared"] == 2 + 4  # above chance per model; e vs a and e vs b per model
+    summaries, _ = attention_recovers_parents(HELD)
+    table = summaries["fig_attention"]
+    table.loc[table["regime"] == "a", "parent_prec_final"] = 0.9  # fresh H beats fixed H: contradicts (ii)
+    assert verdict_of("attention_recovers_parents", summaries) == NOT_HELD

@@ -25,9 +25,11 @@ for _exp in WORKFLOW.experiments:
 rule claims:
     """Each paper claim against the tables of the cards it compares."""
     input:
-        **{card: LAYOUT.table(card) for card in CLAIM_CARDS},
+        **claims_inputs(),
     output:
         report(LAYOUT.claims(), caption="../report/claims.rst", category="Tables"),
+    params:
+        cards=CLAIM_CARDS,
     log:
         LAYOUT.log("aggregate", "claims"),
     threads: RES["aggregate"].threads

@@ -39,7 +39,7 @@ try:
         for _source in load_card(_exp, CONFIG_DIR).reuse:
             _validate_file(f"{CONFIG_DIR}/experiments/{_source}.yaml", "../schemas/card.schema.yaml")
     WORKFLOW = workflow_config(config, CONFIG_DIR)
-    JOBS = workflow_jobs(WORKFLOW.experiments, WORKFLOW.scale, CONFIG_DIR, RESULTS)
+    JOBS = workflow_jobs(WORKFLOW.experiments, WORKFLOW.scale, CONFIG_DIR, RESULTS, WORKFLOW.seeds)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
@@ -78,15 +78,21 @@ def train_runtime(wildcards):
 
 
 def aggregate_outputs(exp_id):
-    """The card's table, and its figure (png, pdf) unless the card is a table."""
+    """The card's tables (curves + summary for a training card), and its figure (png, pdf) unless
+    the card is a table."""
     caption = f"../report/{exp_id}.rst"
-    out = {"table": LAYOUT.table(exp_id)}
+    out = dict(JOBS.tables_of(exp_id))
     if JOBS.cards[exp_id].figure:
         out["png"] = report(LAYOUT.figure(exp_id, "png"), caption=caption, category="Figures")
         out["pdf"] = LAYOUT.figure(exp_id, "pdf")
     else:
         out["table"] = report(out["table"], caption=caption, category="Tables")
     return out
+
+
+def claims_inputs():
+    """The curves and summary tables of every requested card that a claim compares."""
+    return {f"{card}_{kind}": path for card in CLAIM_CARDS for kind, path in JOBS.tables_of(card).items()}
 
 
 def final_outputs():

@@ -14,10 +14,13 @@ from cotlab.config import ConfigError
 with open(snakemake.log[0], "w") as log, redirect_stdout(log), redirect_stderr(log):
     try:
         if snakemake.rule == "claims":
-            aggregate_claims({card: snakemake.input[card] for card in snakemake.input.keys()}, snakemake.output[0])
+            tables = {card: {kind: snakemake.input[f"{card}_{kind}"] for kind in ("summary", "curves")}
+                      for card in snakemake.params.cards}
+            aggregate_claims(tables, snakemake.output[0])
         else:
-            aggregate_card(json.loads(snakemake.params.plan), snakemake.output.table,
-                           snakemake.output.get("png"))
+            tables = {kind: snakemake.output[kind] for kind in ("curves", "summary", "table")
+                      if kind in snakemake.output.keys()}
+            aggregate_card(json.loads(snakemake.params.plan), tables, snakemake.output.get("png"))
     except ConfigError as exc:
         print(f"cotlab aggregate: error: {exc}")
         sys.exit(1)

@@ -1,47 +1,112 @@
-"""The papers' claims, each checked against the aggregated tables: results/tables/claims.csv.
+"""The papers' claims, each checked against one scale's tables: results/<scale>/tables/claims.csv.
 
-Each claim becomes a set of comparisons between runs of one card (e.g. CoT vs standard at every V
-and model). A comparison is *reached* when at least one of its runs reaches lift >= 0.1 over the
-majority baseline at some eval (`lift_max`, analysis.tables); an unreached comparison says nothing
-about the claim at this scale (experiments.md §5.2). The claim's verdict:
+Inputs (docs/tables.md): per card, `<card>_summary.csv` (one row per run) and `<card>_curves.csv`
+(one row per run x evaluation). Each claim becomes comparisons between groups of runs of its card.
+
+**Noise model.** Runs that differ only by `seed` form a *group*: every summary column that is not
+a measurement (card, model, size, format, swept keys, data point, training size) is equal. A
+group's value of a metric is the mean over its k seeds, with a 95% half-width h:
+- k = 1: half the width of the run's Wilson interval (`<metric>_lo`, `<metric>_hi`; a metric
+  without them, `parent_prec_final`, gets the Wilson interval at its number of trials);
+- k >= 2: the larger of t(0.975, k-1) * sd / sqrt(k) across seeds and the Wilson half-width of
+  the mean at k * n_eval trials (seeds may agree more closely than the eval set can tell).
+A difference A - B has half-width sqrt(hA^2 + hB^2). A comparison asks whether a difference d is
+positive; point estimates are never compared with `>` alone:
+
+| result | when |
+|---|---|
+| held | d - h > 0: the whole interval lies above 0 |
+| not held | d + h < 0: the whole interval lies below 0 |
+| inconclusive | otherwise: the difference is within the noise |
+
+A comparison is *reached* when at least one of its runs lifts >= 0.1 above the trivial baseline
+at some evaluation (`lift_max`, experiments.md §5.2); an unreached comparison says nothing. There
+is no blanket calibration rule (withdrawn in §5.2): each comparison stands on its own runs.
+
+**A claim's verdict** over its comparisons:
 
 | verdict | when |
 |---|---|
-| held | every reached comparison agrees with the claim |
-| not held | some reached comparison contradicts it |
-| not-reached | there are comparisons, but none is reached |
-| not run | the card's table is missing or lacks the runs the claim compares |
+| not run | no comparison: the card's table is missing, or lacks the runs or a column it needs |
+| not-reached | no comparison is reached |
+| not held | some reached comparison is not held |
+| held | every reached comparison is held |
+| inconclusive | otherwise: some reached comparison is within the noise, none contradicts |
 
-Calibration (§5.2): if the shallowest model's CoT run of fig_vocab at V = 1024 ends with lift <
-0.1, every comparison on V = 1024 data counts as not reached, never as contradicting.
+**Claim kinds**: when one comparison is held / not held (otherwise inconclusive); `>` and `<`
+between noisy values mean the interval rule above, tau's noise is one evaluation interval:
 
-Inputs are the card tables written by `cotlab aggregate` (one row per run x eval step, with the
-data fields, `model`, `format`, `run_id` and the analysis.tables summary columns).
+| kind (claims) | held | not held |
+|---|---|---|
+| A > B (cot_beats_std, cot_higher, fixed_h_helps, attention ii) | A - B held | A - B not held |
+| earlier (cot_earlier; tau_50 = inf if a seed never lifts 0.5) | tau cot + eval_every < std | cot > std + eval_every |
+| falls along x (*_harder, positions_fall) | last < first, no pair rises | a pair rises, or last > first |
+| fails (tf4_fails_large_v; b = CoT benefit) | b(tf4) not > 0, b(deeper) > 0 | b(tf4) > 0 or b(deeper) < 0 |
+| barely learns (std_long_chains; reached: cot lifts) | std lift hi < 0.25 | std lift lo >= 0.25 |
+| overtakes (deep_overtakes_at_m1) | ends ahead, not ahead once early | ends behind, or led all early |
+| interaction (depth_few_examples) | D > 0 | D < 0 |
+| tracks (sim_tracks_accuracy) | timing, jump and margin hold | timing, jump or margin fails |
+| above chance (attention i, Wilson at n_attn*C*M) | prec - h > chance | prec + h < chance |
+
+b = CoT benefit, acc_auc(cot) - acc_auc(std) of one model. Overtakes: acc_final of a deeper model
+vs tf4 (cot, M = 1); early = the seed-mean answer_acc curves at 0 < step <= last step / 2.
+D = b(deepest) - b(shallowest) at the smallest K, minus the same at the largest K. Tracks, on a
+group's seed-mean curves: timing = the largest embed_sim rise lies within one evaluation of the
+largest answer_acc rise; jump = it is >= 1.5x the next largest embed_sim rise (a similarity linear
+in the step has none); margin = embed_sim_final >= embed_sim_chance + 0.1. Inconclusive when the
+largest answer_acc rise is below answer_acc's Wilson half-width after it (no transition to track).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+import math
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from cotlab.analysis.tables import model_order
+from cotlab.analysis.tables import lift, model_order, seed_interval, wilson_interval
 
-REACHED_LIFT = 0.1
+HELD, NOT_HELD, INCONCLUSIVE, NOT_REACHED, NOT_RUN = "held", "not held", "inconclusive", "not-reached", "not run"
+REACHED_LIFT = 0.1  # a run learned something: lift_max over the trivial baseline
+LONG_CHAIN_LIFT = 0.25  # std_long_chains: "barely learns" is a final lift below this
+JUMP, SIM_MARGIN = 1.5, 0.1  # sim_tracks_accuracy: a distinct jump; final similarity above chance
+LARGE_V = 512  # tf4_fails_large_v
 CLAIM_COLUMNS = ("claim", "card", "statement", "source", "metric", "verdict", "n_compared", "n_held",
-                 "n_not_reached", "evidence", "run_ids")
+                 "n_not_held", "n_inconclusive", "n_not_reached", "evidence", "run_ids")
+# Summary columns that are measured, not set: they may differ between the seeds of one group.
+MEASURES = frozenset({"run_id", "data_id", "seed", "steps", "eval_every", "majority_baseline", "global_majority_baseline",
+                      "trivial_baseline", "baseline", "lift", "lift_max", "tau_25", "tau_50", "n_attn", "coverage",
+                      "elapsed_s"})
+MEASURE_PREFIXES = ("acc_", "answer_acc", "chain_acc_", "chain_loss_", "with_cot_", "without_cot_", "embed_",
+                    "parent_", "train_loss", "eval_loss")
+SHORT = {"vocab_size": "V", "chain_length": "C", "n_parents": "M", "n_examples": "K"}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its 95% half-width, the runs behind it, and whether any of them is reached."""
+
+    value: float
+    half: float
+    run_ids: tuple[str, ...] = ()
+    reached: bool = False
+
+    def __sub__(self, other: Estimate) -> Estimate:
+        return Estimate(self.value - other.value, math.hypot(self.half, other.half),
+                        self.run_ids + other.run_ids, self.reached or other.reached)
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.value - self.half:.3f}, {self.value + self.half:.3f}]"
 
 
 @dataclass
 class Comparison:
-    """One test of a claim: does `held` hold for these runs, and did any of them learn at all?"""
-
     label: str
-    held: bool
+    result: str  # held / not held / inconclusive
+    run_ids: tuple[str, ...]
     reached: bool
-    run_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -51,235 +116,335 @@ class Claim:
     statement: str
     source: str
     metric: str
-    compare: Callable[[pd.DataFrame], list[Comparison]]
+    compare: Callable[[pd.DataFrame, pd.DataFrame], list[Comparison]]  # (summary, curves) -> comparisons
 
 
-def per_run(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (the summary columns repeat on every step row, so the first row suffices)."""
-    if "step" in table:
-        table = table.sort_values("step")
-    return table.drop_duplicates("run_id", keep="first")
+def outcome(diff: Estimate) -> str:
+    """The comparison rule: does the difference's whole interval lie above 0, below 0, or neither?"""
+    if diff.value - diff.half > 0:
+        return HELD
+    return NOT_HELD if diff.value + diff.half < 0 else INCONCLUSIVE  # NaN (inf - inf) -> inconclusive
 
 
-def _reached(*runs: pd.Series) -> bool:
-    return any(float(r["lift_max"]) >= REACHED_LIFT for r in runs)
+def compared(label: str, result: str, *parts: Estimate) -> Comparison:
+    ids = tuple(dict.fromkeys(r for p in parts for r in p.run_ids))
+    return Comparison(label, result, ids, any(p.reached for p in parts))
 
 
-def _fmt(value: float) -> str:
-    return "never" if value != value else f"{value:.3g}"  # NaN -> never (tau of a run that never lifts)
+def wilson_half(p: float, n: float) -> float:
+    lo, hi = wilson_interval(p * n, int(n))
+    return (hi - lo) / 2
 
 
-def _one(runs: pd.DataFrame, **equal) -> pd.Series | None:
-    """The single run matching `equal` (the first seed if several), or None."""
-    mask = np.ones(len(runs), bool)
-    for column, value in equal.items():
-        if column not in runs:
-            return None
-        mask &= (runs[column] == value).to_numpy()
-    matched = runs[mask]
-    return None if matched.empty else matched.iloc[0]
+def is_reached(runs: pd.DataFrame) -> bool:
+    return bool((runs["lift_max"] >= REACHED_LIFT).any())
 
 
-def cot_beats_std(metric: str, by: str | None) -> Callable[[pd.DataFrame], list[Comparison]]:
-    """For every (by value, model): the CoT run's `metric` exceeds the standard run's."""
-    def compare(table: pd.DataFrame) -> list[Comparison]:
-        runs = per_run(table)
+def estimate(runs: pd.DataFrame, metric: str, trials: Callable | None = None) -> Estimate:
+    """A group's mean of `metric` over its seeds with the noise model's half-width; `trials` gives
+    each run's number of trials (default n_eval)."""
+    ids, reached = tuple(runs["run_id"]), is_reached(runs)
+    runs = runs.dropna(subset=[metric])
+    values, k = runs[metric].to_numpy(float), len(runs)
+    n = (runs["n_eval"] if trials is None else trials(runs)).to_numpy(float)
+    if k == 0:
+        return Estimate(math.nan, math.nan, ids, reached)
+    mean = float(values.mean())
+    if k >= 2:
+        lo, hi = seed_interval(values)
+        half = max((hi - lo) / 2, wilson_half(mean, n.sum()))
+    elif f"{metric}_lo" in runs:
+        half = float(runs[f"{metric}_hi"].iloc[0] - runs[f"{metric}_lo"].iloc[0]) / 2
+    else:
+        half = wilson_half(mean, n[0])
+    return Estimate(mean, half, ids, reached)
+
+
+def tau_estimate(runs: pd.DataFrame, metric: str) -> Estimate:
+    """Mean first step reaching the lift (inf if any seed never does); its noise is one eval interval."""
+    tau = runs[metric].to_numpy(float)
+    value = math.inf if np.isnan(tau).any() else float(tau.mean())
+    return Estimate(value, float(runs["eval_every"].max()), tuple(runs["run_id"]), is_reached(runs))
+
+
+def groups(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per group of runs that differ only by seed: its identity columns and `runs`."""
+    keys = [c for c in runs.columns if c not in MEASURES and not c.startswith(MEASURE_PREFIXES)]
+    rows = [{**dict(zip(keys, key)), "runs": group} for key, group in runs.groupby(keys, dropna=False, sort=True)]
+    return pd.DataFrame(rows, columns=[*keys, "runs"])
+
+
+def estimates(runs: pd.DataFrame, metric: str, trials: Callable | None = None) -> pd.DataFrame:
+    """groups(runs) with `est`, each group's Estimate of `metric`."""
+    table = groups(runs)
+    one = (lambda g: tau_estimate(g, metric)) if metric.startswith("tau_") else (lambda g: estimate(g, metric, trials))
+    table["est"] = [one(g) for g in table["runs"]]
+    return table
+
+
+def num(value) -> str:
+    """A setting or step as written: 64, not 64.0; a tau of inf (never reached) as `never`."""
+    if isinstance(value, float):
+        return "never" if math.isinf(value) else f"{value:g}"
+    return str(value)
+
+
+def contexts(table: pd.DataFrame, along: list[str]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """Sub-tables of groups that differ only in the `along` columns (shallow models first), each
+    with a label prefix naming the model and the other columns that vary in the table."""
+    keys = [c for c in table.columns if c not in ("runs", "est", "size", *along)]  # size follows model
+    shown = [c for c in keys if c not in ("card", "scale")
+             and (c == "model" or table[c].nunique(dropna=False) > 1)]
+    shown.sort(key=lambda c: {"model": 1, "format": 2}.get(c, 0))
+    rank = {m: i for i, m in enumerate(model_order(table["model"]))}
+    items = [(dict(zip(keys, key)), sub) for key, sub in table.groupby(keys, dropna=False, sort=True)]
+    for where, sub in sorted(items, key=lambda item: rank.get(item[0].get("model"), 0)):
+        label = " ".join({"standard": "std"}.get(where[c], str(where[c])) if c in ("model", "format")
+                         else f"{SHORT.get(c, c)}={num(where[c])}" for c in shown)
+        yield (f"{label}: " if label else ""), sub
+
+
+def by_value(sub: pd.DataFrame, column: str) -> dict:
+    return dict(zip(sub[column], sub["est"]))
+
+
+def pairs(table: pd.DataFrame, column: str, a, b) -> Iterator[tuple[str, Estimate, Estimate]]:
+    """(label prefix, A, B) for each context of `table` that has both `column` = a and = b."""
+    for prefix, sub in contexts(table, [column]):
+        est = by_value(sub, column)
+        if {a, b} <= est.keys():
+            yield prefix, est[a], est[b]
+
+
+def benefits(table: pd.DataFrame, keys: list[str]) -> dict:
+    """The CoT benefit, the cot - standard Estimate, for each value of `keys` with both formats."""
+    out = {}
+    for key, sub in table.groupby(keys, sort=True):
+        est = by_value(sub, "format")
+        if {"cot", "standard"} <= est.keys():
+            out[key[0] if len(keys) == 1 else key] = est["cot"] - est["standard"]
+    return out
+
+
+def falling(label: str, points: list[tuple]) -> Comparison:
+    """Falls along x: last below first, and no consecutive pair rises (points: (x, Estimate))."""
+    ests = [e for _, e in points]
+    rises = any(outcome(b - a) == HELD for a, b in zip(ests, ests[1:]))
+    ends = outcome(ests[0] - ests[-1])
+    result = NOT_HELD if rises or ends == NOT_HELD else ends
+    return compared(label + ", ".join(f"{num(x)}: {e}" for x, e in points), result, *ests)
+
+
+def mean_curve(curves: pd.DataFrame, run_ids, columns: list[str]) -> pd.DataFrame:
+    """The seeds' mean of `columns` at each evaluation step."""
+    return curves[curves["run_id"].isin(list(run_ids))].groupby("step")[columns].mean().sort_index()
+
+
+def cot_above_std(metric: str):
+    def compare(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+        return [compared(f"{prefix}{metric} cot {cot} vs std {std}", outcome(cot - std), cot, std)
+                for prefix, cot, std in pairs(estimates(runs, metric), "format", "cot", "standard")]
+    return compare
+
+
+def cot_earlier(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    out = []
+    for prefix, cot, std in pairs(estimates(runs, "tau_50"), "format", "cot", "standard"):
+        gain = replace(std - cot, half=max(cot.half, std.half))  # one eval interval, not two
+        out.append(compared(f"{prefix}tau_50 cot {num(cot.value)} vs std {num(std.value)} "
+                            f"(+-{num(gain.half)} steps)", outcome(gain), gain))
+    return out
+
+
+def falls_along(column: str):
+    def compare(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
         out = []
-        groups = sorted(runs[by].unique()) if by and by in runs else [None]
-        for value in groups:
-            for model in model_order(runs["model"]):
-                where = {"model": model, **({by: value} if value is not None else {})}
-                cot, std = _one(runs, format="cot", **where), _one(runs, format="standard", **where)
-                if cot is None or std is None:
-                    continue
-                prefix = f"{by}={value} " if value is not None else ""
-                out.append(Comparison(
-                    f"{prefix}{model}: {metric} cot {cot[metric]:.3f} vs std {std[metric]:.3f}, "
-                    f"tau_50 cot {_fmt(cot['tau_50'])} vs std {_fmt(std['tau_50'])}",
-                    bool(cot[metric] > std[metric]), _reached(cot, std), [cot["run_id"], std["run_id"]]))
+        for prefix, sub in contexts(estimates(runs.dropna(subset=[column]), "acc_auc"), [column]):
+            if sub[column].nunique() >= 2:
+                sub = sub.sort_values(column)
+                out.append(falling(f"{prefix}acc_auc by {SHORT.get(column, column)} ",
+                                   list(zip(sub[column], sub["est"]))))
         return out
     return compare
 
 
-def falls_with(sweep: str) -> Callable[[pd.DataFrame], list[Comparison]]:
-    """For every (model, format): acc_auc does not increase from one swept value to the next larger."""
-    def compare(table: pd.DataFrame) -> list[Comparison]:
-        runs = per_run(table)
-        if sweep not in runs:
-            return []
-        out = []
-        for (model, fmt), group in runs.groupby(["model", "format"], sort=True):
-            group = group.sort_values(sweep).drop_duplicates(sweep)
-            if len(group) < 2:
-                continue
-            auc = group["acc_auc"].to_numpy(float)
-            values = ", ".join(f"{v}: {a:.3f}" for v, a in zip(group[sweep], auc))
-            out.append(Comparison(f"{model} {fmt}: acc_auc by {sweep} {values}",
-                                  bool(np.all(np.diff(auc) <= 0)), _reached(*[r for _, r in group.iterrows()]),
-                                  group["run_id"].tolist()))
-        return out
+def positions_fall(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    C = int(runs["chain_length"].max())
+    cot = groups(runs[(runs["chain_length"] == C) & (runs["format"] == "cot")])
+    return [falling(f"{prefix}C={C} chain_acc_i_final by i ",
+                    [(i, estimate(sub["runs"].iloc[0], f"chain_acc_{i}_final")) for i in range(C)])
+            for prefix, sub in contexts(cot, [])]
+
+
+def tf4_fails_large_v(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    out = []
+    for prefix, sub in contexts(estimates(runs[runs["vocab_size"] >= LARGE_V], "acc_auc"), ["model", "format"]):
+        gain = benefits(sub, ["model"])
+        if len(gain) < 2:
+            continue
+        shallow, *deep = model_order(gain)
+        first, rest = outcome(gain[shallow]), [outcome(gain[m]) for m in deep]
+        result = (NOT_HELD if first == HELD or NOT_HELD in rest
+                  else HELD if all(r == HELD for r in rest) else INCONCLUSIVE)
+        label = ", ".join(f"{m} {gain[m]}" for m in (shallow, *deep))
+        out.append(compared(f"{prefix}CoT benefit in acc_auc {label}", result, *gain.values()))
+    return out
+
+
+def std_long_chains(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    longest = runs[runs["chain_length"] == runs["chain_length"].max()]
+    out = []
+    for prefix, cot, std in pairs(estimates(longest, "acc_final"), "format", "cot", "standard"):
+        b = float(longest.loc[longest["run_id"].isin(std.run_ids), "trivial_baseline"].mean())
+        lo, mid, hi = (float(lift(a, b)) for a in (std.value - std.half, std.value, std.value + std.half))
+        result = HELD if hi < LONG_CHAIN_LIFT else NOT_HELD if lo >= LONG_CHAIN_LIFT else INCONCLUSIVE
+        out.append(Comparison(f"{prefix}std lift of acc_final {mid:.3f} [{lo:.3f}, {hi:.3f}] vs {LONG_CHAIN_LIFT}",
+                              result, std.run_ids, cot.reached))  # reached: the setting is learnable
+    return out
+
+
+def deep_overtakes_at_m1(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    one = runs[(runs["n_parents"] == 1) & (runs["format"] == "cot")]
+    out = []
+    for prefix, sub in contexts(estimates(one, "acc_final"), ["model"]):
+        est = by_value(sub, "model")
+        shallow, *deep = model_order(est)
+        for m in deep:
+            end = est[m] - est[shallow]
+            acc = [mean_curve(curves, est[x].run_ids, ["answer_acc"])["answer_acc"] for x in (m, shallow)]
+            gap = (acc[0] - acc[1]).dropna()
+            early = gap[(gap.index > 0) & (gap.index <= gap.index.max() / 2)] if len(gap) else gap
+            behind, result = int((early <= 0).sum()), outcome(end)
+            if result == HELD and not behind:
+                result = NOT_HELD if len(early) else INCONCLUSIVE  # led throughout: no overtaking
+            out.append(compared(f"{prefix}acc_final {m} - {shallow} {end}, not ahead at {behind}/{len(early)} "
+                                "first-half evals", result, end))
+    return out
+
+
+def depth_few_examples(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    out = []
+    for prefix, sub in contexts(estimates(runs, "acc_auc"), ["n_examples", "model", "format"]):
+        gain = benefits(sub, ["n_examples", "model"])
+        ks, models = sorted({k for k, _ in gain}), model_order({m for _, m in gain})
+        if len(ks) < 2 or len(models) < 2:
+            continue
+        (few, many), (shallow, deep) = (ks[0], ks[-1]), (models[0], models[-1])
+        if any((k, m) not in gain for k in (few, many) for m in (shallow, deep)):
+            continue
+        gap = {k: gain[k, deep] - gain[k, shallow] for k in (few, many)}
+        diff = gap[few] - gap[many]
+        out.append(compared(f"{prefix}CoT benefit {deep} - {shallow}: K={num(few)} {gap[few]} vs "
+                            f"K={num(many)} {gap[many]}", outcome(diff), diff))
+    return out
+
+
+def regime_beats(metric: str, trials: Callable | None = None):
+    """Regime e (one fixed H) beats a (fresh H and DAG) and b (fixed DAG, fresh H)."""
+    def compare(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+        table = estimates(runs, metric, trials)
+        return [compared(f"{prefix}{metric} e {e} vs {other} {o}", outcome(e - o), e, o)
+                for other in ("a", "b") for prefix, e, o in pairs(table, "regime", "e", other)]
     return compare
 
 
-def depth_few_examples(table: pd.DataFrame) -> list[Comparison]:
-    """CoT at the smallest K: the deepest model beats the shallowest, by more than at the largest K."""
-    runs = per_run(table)
-    runs = runs[runs["format"] == "cot"] if "format" in runs else runs
-    if "n_examples" not in runs or runs["n_examples"].nunique() < 2:
-        return []
-    models = model_order(runs["model"])
-    if len(models) < 2:
-        return []
-    shallow, deep = models[0], models[-1]
-    ks = sorted(runs["n_examples"].unique())
-    k_small, k_large = ks[0], ks[-1]
-    pairs = {k: (_one(runs, model=shallow, n_examples=k), _one(runs, model=deep, n_examples=k))
-             for k in (k_small, k_large)}
-    if any(run is None for pair in pairs.values() for run in pair):
-        return []
-    gap = {k: float(d["acc_auc"] - s["acc_auc"]) for k, (s, d) in pairs.items()}
-    return [Comparison(
-        f"cot acc_auc gap {deep} - {shallow}: K={k_small} {gap[k_small]:+.3f}, K={k_large} {gap[k_large]:+.3f}",
-        gap[k_small] > 0 and gap[k_small] > gap[k_large], _reached(*pairs[k_small]),
-        [r["run_id"] for pair in pairs.values() for r in pair])]
+def attention_trials(runs: pd.DataFrame) -> pd.Series:
+    return runs["n_attn"] * runs["chain_length"] * runs["n_parents"]  # one top-M choice per chain token
 
 
-FIXED_H, FRESH = "e", "a"  # fig_diversity regimes: one fixed H set / fresh H and DAG
-
-
-def fixed_h_helps(table: pd.DataFrame) -> list[Comparison]:
-    """Regime (e) one fixed H set beats regime (a) fresh H and DAG, for every model (CoT runs)."""
-    runs = per_run(table)
-    if "regime" not in runs:
-        return []
+def attention_recovers_parents(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    cot = runs[runs["format"] == "cot"]
+    prec = estimates(cot, "parent_prec_final", attention_trials)
     out = []
-    for model in model_order(runs["model"]):
-        for fmt in sorted(runs["format"].unique()):
-            fixed, fresh = (_one(runs, model=model, format=fmt, regime=r) for r in (FIXED_H, FRESH))
-            if fixed is None or fresh is None:
-                continue
-            out.append(Comparison(
-                f"{model} {fmt}: acc_auc fixed H {fixed['acc_auc']:.3f} vs fresh H {fresh['acc_auc']:.3f}",
-                bool(fixed["acc_auc"] > fresh["acc_auc"]), _reached(fixed, fresh), [fixed["run_id"], fresh["run_id"]]))
-    return out
+    for prefix, sub in contexts(prec[prec["regime"] == "e"], []):
+        p, chance = sub["est"].iloc[0], float(sub["runs"].iloc[0]["parent_prec_chance"].mean())
+        out.append(compared(f"{prefix}parent_prec_final {p} vs chance {chance:.3f}",
+                            outcome(p - Estimate(chance, 0.0)), p))
+    return out + regime_beats("parent_prec_final", attention_trials)(cot, curves)
 
 
-def positions_fall(table: pd.DataFrame) -> list[Comparison]:
-    """At the largest C, the CoT runs' final chain_acc_i does not rise along the chain."""
-    if "chain_length" not in table:
-        return []
-    C = int(table["chain_length"].max())
-    columns = [f"chain_acc_{i}" for i in range(C)]
-    if any(c not in table for c in columns):
-        return []
+def sim_tracks_accuracy(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    """Timing, jump and margin (module docstring) per group of runs."""
+    columns = ["answer_acc", "answer_acc_lo", "answer_acc_hi", "embed_sim"]
     out = []
-    cot = table[(table["chain_length"] == C) & (table["format"] == "cot")]
-    for run_id, curve in cot.groupby("run_id", sort=True):
-        final = curve.sort_values("step")[columns].tail(3).mean().to_numpy(float)  # as acc_final
-        run = curve.iloc[0]
-        out.append(Comparison(f"{run['model']} C={C}: final chain_acc " + ", ".join(f"{a:.3f}" for a in final),
-                              bool(np.all(np.diff(final) <= 0)), _reached(run), [run_id]))
-    return out
-
-
-def sim_tracks_accuracy(table: pd.DataFrame) -> list[Comparison]:
-    """Per run, embed_sim rises with answer_acc: Spearman rho over the evals >= 0.5."""
-    if "embed_sim" not in table:
-        return []
-    out = []
-    for run_id, curve in table.groupby("run_id", sort=True):
-        curve = curve.dropna(subset=["embed_sim", "answer_acc"])
+    for prefix, sub in contexts(groups(runs), []):
+        group = sub["runs"].iloc[0]
+        curve = mean_curve(curves, group["run_id"], columns).dropna()
         if len(curve) < 3:
             continue
-        rho = curve["embed_sim"].rank().corr(curve["answer_acc"].rank())
-        run = curve.iloc[0]
-        out.append(Comparison(f"{run['model']} {run['format']} V={run.get('vocab_size')}: rho {rho:.2f}",
-                              bool(rho >= 0.5), _reached(run), [run_id]))
-    return out
-
-
-def attention_recovers_parents(table: pd.DataFrame) -> list[Comparison]:
-    """Under one fixed H set, the final parent_prec of CoT runs lies above chance."""
-    if "parent_prec" not in table or "regime" not in table:
-        return []
-    out = []
-    fixed = table[(table["regime"] == FIXED_H) & (table["format"] == "cot")]
-    for run_id, curve in fixed.groupby("run_id", sort=True):
-        curve = curve.dropna(subset=["parent_prec"]).sort_values("step")
-        if curve.empty:
-            continue
-        final, chance = float(curve["parent_prec"].iloc[-1]), float(curve["parent_prec_chance"].iloc[-1])
-        run = curve.iloc[0]
-        out.append(Comparison(f"{run['model']}: final parent_prec {final:.3f} vs chance {chance:.3f}",
-                              final > chance, _reached(run), [run_id]))
+        acc_rise, sim_rise = np.diff(curve["answer_acc"]), np.diff(curve["embed_sim"])
+        i, j = int(np.argmax(acc_rise)), int(np.argmax(sim_rise))
+        noise = float(curve["answer_acc_hi"].iloc[i + 1] - curve["answer_acc_lo"].iloc[i + 1]) / 2
+        top, second = sim_rise[j], np.sort(sim_rise)[-2]
+        margin = float(group["embed_sim_final"].mean() - group["embed_sim_chance"].mean())
+        tracks = abs(i - j) <= 1 and top > 0 and top >= JUMP * second and margin >= SIM_MARGIN
+        result = INCONCLUSIVE if acc_rise[i] < noise else HELD if tracks else NOT_HELD
+        out.append(Comparison(
+            f"{prefix}largest answer_acc rise {acc_rise[i]:+.3f} (noise {noise:.3f}) by step "
+            f"{num(curve.index[i + 1])}, embed_sim {top:+.3f} (next {second:+.3f}) by step {num(curve.index[j + 1])}, "
+            f"final sim - chance {margin:.3f}", result, tuple(group["run_id"]), is_reached(group)))
     return out
 
 
 CLAIMS = (
-    Claim("cot_beats_std", "quickstart", "CoT beats standard on the quickstart task (miniature of C1)",
-          "[ours]", "acc_final cot vs std", cot_beats_std("acc_final", "vocab_size")),
-    Claim("cot_earlier", "fig_vocab", "CoT makes the accuracy transition earlier and higher, for every V and model",
-          "[paper]", "acc_auc cot vs std (tau_50 shown)", cot_beats_std("acc_auc", "vocab_size")),
+    Claim("cot_beats_std", "quickstart", "On one fixed compositional task learned in the weights, CoT ends above "
+          "standard", "[ours]", "acc_final cot - std", cot_above_std("acc_final")),
+    Claim("cot_higher", "fig_vocab", "CoT reaches a higher accuracy than standard, for every V and model", "[paper]",
+          "acc_auc cot - std", cot_above_std("acc_auc")),
+    Claim("cot_earlier", "fig_vocab", "CoT makes the accuracy transition earlier, for every V and model", "[paper]",
+          "tau_50 std - cot, noise one eval interval", cot_earlier),
     Claim("vocab_harder", "fig_vocab", "A larger vocabulary is harder", "[code README]",
-          "acc_auc non-increasing in V", falls_with("vocab_size")),
-    Claim("depth_few_examples", "fig_examples",
-          "Depth matters for using CoT with few examples; more examples let shallow models catch up",
-          "[paper]", "cot acc_auc gap deepest - shallowest, smallest vs largest K", depth_few_examples),
-    Claim("chain_harder", "fig_chain", "Longer chains are harder", "[3rd]", "acc_auc non-increasing in C",
-          falls_with("chain_length")),
-    Claim("parents_harder", "fig_parents", "Denser DAGs (more parents) are harder", "[3rd]",
-          "acc_auc non-increasing in M", falls_with("n_parents")),
+          "acc_auc falls with V", falls_along("vocab_size")),
+    Claim("tf4_fails_large_v", "fig_vocab", "At V >= 512 TF-4 fails to exploit CoT while deeper models succeed",
+          "[3rd]", "CoT benefit (acc_auc cot - std) per model", tf4_fails_large_v),
+    Claim("chain_harder", "fig_chain", "Longer chains are harder", "[3rd]", "acc_auc falls with C",
+          falls_along("chain_length")),
+    Claim("std_long_chains", "fig_chain", "Standard models barely learn long chains", "[3rd]",
+          f"std lift of acc_final < {LONG_CHAIN_LIFT} at the largest C", std_long_chains),
+    Claim("parents_harder", "fig_parents", "Denser DAGs (more parents) are harder", "[3rd]", "acc_auc falls with M",
+          falls_along("n_parents")),
+    Claim("deep_overtakes_at_m1", "fig_parents", "At M=1, deeper CoT models overtake TF-4 late in training", "[3rd]",
+          "acc_final deeper - tf4, and not ahead early (answer_acc curves)", deep_overtakes_at_m1),
     Claim("positions_fall", "fig_chain_positions", "Accuracy falls along the chain", "[3rd]",
-          "final chain_acc_i non-increasing in i at the largest C", positions_fall),
-    Claim("fixed_h_helps", "fig_diversity", "Limiting H diversity helps: one fixed H beats fresh H and DAG",
-          "[paper]", "acc_auc regime (e) vs (a)", fixed_h_helps),
-    Claim("sim_tracks_accuracy", "fig_embed_sim", "Embedding similarity rises with accuracy", "[3rd]",
-          "Spearman rho(embed_sim, answer_acc) >= 0.5 per run", sim_tracks_accuracy),
+          "chain_acc_i_final falls with i at the largest C (cot)", positions_fall),
+    Claim("depth_few_examples", "fig_examples", "Depth matters for using CoT with few examples; more examples "
+          "let shallow models catch up", "[paper]", "CoT benefit deepest - shallowest, smallest K - largest K",
+          depth_few_examples),
+    Claim("fixed_h_helps", "fig_diversity", "Limiting H diversity helps: one fixed H beats fresh H (with fresh or "
+          "fixed DAG)", "[paper]", "acc_auc regime e - a and e - b", regime_beats("acc_auc")),
+    Claim("sim_tracks_accuracy", "fig_embed_sim", "Embedding similarity jumps at the accuracy transition", "[3rd]",
+          "largest embed_sim rise vs largest answer_acc rise; final sim vs chance", sim_tracks_accuracy),
     Claim("attention_recovers_parents", "fig_attention", "Attention recovers the parents under fixed H", "[3rd]",
-          "final parent_prec > chance, regime (e) CoT runs", attention_recovers_parents),
+          "parent_prec_final vs chance (regime e), e - a and e - b (cot)", attention_recovers_parents),
 )
 
 
-def calibration_fails(tables: dict[str, pd.DataFrame]) -> bool:
-    """True when fig_vocab's shallowest CoT run at V = 1024 ends below lift 0.1 (§5.2)."""
-    vocab = tables.get("fig_vocab")
-    if vocab is None or "vocab_size" not in vocab:
-        return False
-    runs = per_run(vocab)
-    runs = runs[(runs["vocab_size"] == 1024) & (runs["format"] == "cot")]
-    if runs.empty:
-        return False
-    shallow = runs[runs["model"] == model_order(runs["model"])[0]]
-    return bool((shallow["lift"] < REACHED_LIFT).all())
-
-
 def verdict(comparisons: list[Comparison]) -> str:
-    reached = [c for c in comparisons if c.reached]
-    if not comparisons:
-        return "not run"
-    if not reached:
-        return "not-reached"
-    return "held" if all(c.held for c in reached) else "not held"
+    results = {c.result for c in comparisons if c.reached}
+    if not results:
+        return NOT_REACHED if comparisons else NOT_RUN
+    return NOT_HELD if NOT_HELD in results else HELD if results == {HELD} else INCONCLUSIVE
 
 
-def evaluate_claims(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """claims.csv from the card tables that exist ({card id: table}; missing cards -> not run)."""
-    uncalibrated = calibration_fails(tables)
+def evaluate_claims(summaries: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """claims.csv from each card's summary and curves tables (card id -> table); a card without a
+    summary makes its claims "not run", as does a table that lacks a column the claim reads."""
     rows = []
     for claim in CLAIMS:
-        table = tables.get(claim.card)
-        comparisons = [] if table is None or table.empty else claim.compare(table)
-        if uncalibrated and table is not None and "vocab_size" in table:
-            large_v = set(table.loc[table["vocab_size"] == 1024, "run_id"])
-            for c in comparisons:
-                if large_v.intersection(c.run_ids):
-                    c.reached = False
+        summary, note = summaries.get(claim.card), ""
+        curve = curves.get(claim.card, pd.DataFrame(columns=["run_id", "step"]))
+        try:
+            comparisons = [] if summary is None or summary.empty else claim.compare(summary, curve)
+        except KeyError as err:
+            comparisons, note = [], f"{claim.card} tables lack column {err}"
+        reached = [c.result for c in comparisons if c.reached]
         rows.append({
             "claim": claim.id, "card": claim.card, "statement": claim.statement, "source": claim.source,
             "metric": claim.metric, "verdict": verdict(comparisons), "n_compared": len(comparisons),
-            "n_held": sum(c.held and c.reached for c in comparisons),
-            "n_not_reached": sum(not c.reached for c in comparisons),
-            "evidence": "; ".join(c.label + ("" if c.reached else " (not reached)") for c in comparisons),
+            "n_held": reached.count(HELD), "n_not_held": reached.count(NOT_HELD),
+            "n_inconclusive": reached.count(INCONCLUSIVE), "n_not_reached": len(comparisons) - len(reached),
+            "evidence": "; ".join(f"{c.label} -> {c.result if c.reached else NOT_REACHED}"
+                                  for c in comparisons) or note,
             "run_ids": " ".join(dict.fromkeys(r for c in comparisons for r in c.run_ids)),
         })
     return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))

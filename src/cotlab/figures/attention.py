@@ -103,8 +103,8 @@ def draw_precision_vs_parents(column: np.ndarray, runs: pd.DataFrame, enc: Encod
         ax.set_axis_off()
     ax = column[first_row]
     last = runs.sort_values("step").groupby("run_id", sort=False).tail(1)
-    has_final = "final_parent_prec" in last and last["final_parent_prec"].notna().any()
-    value = "final_parent_prec" if has_final else "parent_prec"
+    has_final = "parent_prec_final" in last and last["parent_prec_final"].notna().any()
+    value = "parent_prec_final" if has_final else "parent_prec"
     enc.lines(ax, last, "n_parents", value)
     chance = last.groupby("n_parents")["parent_prec_chance"].mean()
     ax.plot(chance.index, chance.to_numpy(), **theme.CHANCE_STYLE)

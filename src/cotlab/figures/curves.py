@@ -1,10 +1,12 @@
 """Learning curves on a grid of facets: the accuracy, loss and similarity figures of paper 1.
 
 One facet per (row value, column value); in each, one line per (hue, style) group, e.g. colour =
-model and solid CoT / dashed standard. Runs that differ only by seed are averaged, with a ±1 sd
-band. Reference lines per facet (the card's `refs`): `majority_baseline` (grey dotted, on accuracy
-axes) and `chance` (grey dash-dot, from a `<y>_chance` column: d/V for embed_sim, the parent
-chance for parent_prec).
+model and solid CoT / dashed standard. Runs that differ only by seed are averaged, with a 95% t band
+across seeds; a single seed draws the 95% Wilson band of its eval set (`<y>_lo`, `<y>_hi`) where the
+table has one. Reference lines per facet (the card's `refs`): `majority_baseline` draws the two
+trivial accuracies of the eval set, the in-context majority (grey dotted) and the global majority
+(grey dashed); `chance` (grey dash-dot) comes from a `<y>_chance` column: d/V for embed_sim, the
+parent chance for parent_prec.
 
 Plot spec (cotlab.card_schema.PlotSpec): x, y (a column, or a list drawn as one facet row each),
 hue, style, col, row, refs, logx. Whenever the table has a `format` column, the line style follows
@@ -22,7 +24,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.lines import Line2D
 
-from cotlab.analysis.tables import model_order
+from cotlab.analysis.tables import model_order, seed_interval
 from cotlab.figures import theme
 
 ACCURACY_COLUMNS = ("answer_acc", "acc_final", "acc_max", "acc_auc")
@@ -81,15 +83,23 @@ class Encoding:
         return {v: cycle[i % len(cycle)] for i, v in enumerate(self.style_values)}
 
     def lines(self, ax: plt.Axes, data: pd.DataFrame, x: str, y: str) -> None:
-        """One seaborn line per (hue, style) group, the mean over seeds with a ±1 sd band."""
+        """One seaborn line per (hue, style) group: the mean over seeds with a 95% band (module docstring)."""
         data = data.dropna(subset=[y])
         if data.empty:
             return
-        sns.lineplot(data=data, x=x, y=y, ax=ax, legend=False, errorbar="sd",
+        groups = [c for c in dict.fromkeys((self.hue, self.style)) if c]
+        replicated = "seed" in data and data.groupby([*groups, x])["seed"].nunique().max() > 1
+        sns.lineplot(data=data, x=x, y=y, ax=ax, legend=False, errorbar=seed_interval if replicated else None,
                      hue=self.hue, hue_order=self.hue_values or None, palette=self.palette or None,
                      style=self.style, style_order=self.style_values or None,
                      dashes=self.dashes if self.style else True,
                      color=None if self.hue else "0.15")
+        if not replicated and {f"{y}_lo", f"{y}_hi"} <= set(data):
+            for key, group in data.groupby(groups) if groups else [((), data)]:
+                hue_value = group[self.hue].iloc[0] if self.hue else None
+                group = group.sort_values(x)
+                ax.fill_between(group[x], group[f"{y}_lo"], group[f"{y}_hi"], alpha=0.15, linewidth=0,
+                                color=self.palette.get(hue_value, "0.15") if self.hue else "0.15")
 
     def handles(self, labels_of: dict[str, str] | None = None) -> list[Line2D]:
         """Legend entries: a colour per hue value and a dash per style value (one entry each
@@ -119,12 +129,17 @@ def size_labels(table: pd.DataFrame) -> dict[str, str]:
     return dict(zip(table["model"], table["size"]))
 
 
+BASELINES = (("majority_baseline", "in-context majority", theme.BASELINE_STYLE),
+             ("global_majority_baseline", "global majority", theme.GLOBAL_BASELINE_STYLE))
+
+
 def reference_lines(ax: plt.Axes, data: pd.DataFrame, y: str, refs: list[str]) -> None:
-    """The facet's majority baseline (accuracy axes) and chance level (`<y>_chance` column)."""
-    if "majority_baseline" in refs and y in ACCURACY_COLUMNS and "majority_baseline" in data:
-        baseline = data["majority_baseline"].dropna()
-        if len(baseline):
-            ax.axhline(float(baseline.mean()), **theme.BASELINE_STYLE)
+    """The facet's two majority baselines (accuracy axes) and chance level (`<y>_chance` column)."""
+    if "majority_baseline" in refs and y in ACCURACY_COLUMNS:
+        for column, _, style in BASELINES:
+            baseline = data[column].dropna() if column in data else data.iloc[0:0]
+            if len(baseline):
+                ax.axhline(float(baseline.mean()), **style)
     if "chance" in refs and f"{y}_chance" in data:
         chance = data[f"{y}_chance"].dropna()
         if len(chance):
@@ -134,7 +149,7 @@ def reference_lines(ax: plt.Axes, data: pd.DataFrame, y: str, refs: list[str]) -
 def reference_handles(refs: list[str], ys: list[str], table: pd.DataFrame) -> list[Line2D]:
     out = []
     if "majority_baseline" in refs and any(y in ACCURACY_COLUMNS for y in ys):
-        out.append(Line2D([], [], label="majority baseline", **theme.BASELINE_STYLE))
+        out += [Line2D([], [], label=label, **style) for column, label, style in BASELINES if column in table]
     if "chance" in refs and any(f"{y}_chance" in table for y in ys):
         out.append(Line2D([], [], label="chance", **theme.CHANCE_STYLE))
     return out

@@ -33,7 +33,8 @@ REGIME_LABELS = {"a": "(a) fresh H, fresh DAG", "b": "(b) fixed DAG, fresh H", "
                  "d": "(d) pool of 40 H", "e": "(e) one fixed H"}
 ACTIVATION_COLORS = {"leaky_relu": _BLUE, "relu": _RED, "silu": _PURPLE, "identity": _BROWN}
 PARENT_EDGE = _RED  # outline of the true parents in attention maps
-BASELINE_STYLE = dict(color="0.45", linestyle=":", linewidth=1.2)
+BASELINE_STYLE = dict(color="0.45", linestyle=":", linewidth=1.2)  # in-context majority
+GLOBAL_BASELINE_STYLE = dict(color="0.45", linestyle="--", linewidth=0.9)  # always the most frequent answer
 CHANCE_STYLE = dict(color="0.45", linestyle="-.", linewidth=1.0)
 
 AXIS_LABELS = {
