@@ -48,8 +48,9 @@ TINY_CARD = {
 
 # The quickstart's table and figure, and claims.csv, which reads that table (a claim compares its runs).
 LAYOUT = Layout("smoke")
+TABLES = LAYOUT.card_tables("quickstart", trains=True)
 AGGREGATE = {("aggregate_quickstart", p) for p in
-             (LAYOUT.table("quickstart"), LAYOUT.figure("quickstart", "png"), LAYOUT.figure("quickstart", "pdf"))} | {
+             (*TABLES.values(), LAYOUT.figure("quickstart", "png"), LAYOUT.figure("quickstart", "pdf"))} | {
              ("claims", LAYOUT.claims())}
 
 
@@ -118,9 +119,12 @@ def card(project: Path):
 
 
 def test_first_run_writes_table_and_figure(project: Path) -> None:
-    table = pd.read_csv(project / LAYOUT.table("quickstart"))
-    assert set(table["run_id"]) == {r.run_id for r in runs(project)}
-    assert set(table["format"]) == {"standard", "cot"}
+    summary = pd.read_csv(project / TABLES["summary"])
+    assert sorted(summary["run_id"]) == sorted(r.run_id for r in runs(project))  # one row per run
+    assert set(summary["format"]) == {"standard", "cot"} and set(summary["scale"]) == {"smoke"}
+    assert {"acc_final_lo", "acc_final_hi", "with_cot_answer_acc_lo", "trivial_baseline"} <= set(summary)
+    curves = pd.read_csv(project / TABLES["curves"])
+    assert set(curves["run_id"]) == set(summary["run_id"]) and curves.groupby("run_id")["step"].nunique().min() > 1
     for suffix in ("png", "pdf"):
         assert (project / LAYOUT.figure("quickstart", suffix)).stat().st_size > 0
     assert sorted(p.name for p in (project / "results").iterdir()) == ["smoke"]  # everything under its scale
