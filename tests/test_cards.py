@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import STAGE1
 from cotlab import card_schema, cards
 from cotlab.config import DataConfig, build
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
-STAGE1 = ["fig_teaser", "tab_models", "fig_token_coverage", "fig_vocab", "fig_embed_sim", "fig_losses",
-          "fig_examples", "fig_chain", "fig_chain_positions", "fig_parents", "fig_diversity", "fig_attention",
-          "fig_activation", "fig_dims", "tab_hparams"]
 
 
 

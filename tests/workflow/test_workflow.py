@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import STAGE1
 from cotlab import cards
 from cotlab.jobs import workflow_jobs
 from cotlab.layout import Layout
@@ -27,9 +28,6 @@ pytestmark = pytest.mark.workflow
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
-STAGE1 = ["fig_teaser", "tab_models", "fig_token_coverage", "fig_vocab", "fig_embed_sim", "fig_losses",
-          "fig_examples", "fig_chain", "fig_chain_positions", "fig_parents", "fig_diversity", "fig_attention",
-          "fig_activation", "fig_dims", "tab_hparams"]
 
 # Two named grid points so that one point's values can change alone; seconds per job on a CPU.
 TINY_CARD = {
