@@ -24,7 +24,7 @@ def schema(name: str) -> dict:
 
 def test_schemas_list_the_cards_and_scales() -> None:
     props = schema("config")["properties"]
-    assert sorted(props["experiments"]["items"]["enum"]) == cards.card_ids(CONFIG)
+    assert "enum" not in props["experiments"]["items"]  # the cards are the files: a new one needs no edit here
     assert props["scale"]["enum"] == list(card_schema.SCALES) == list(cards.load_scales(CONFIG))
     assert set(props) == set(card_schema.WorkflowConfig.model_fields)
 

@@ -52,7 +52,7 @@ def replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,5 +68,5 @@ def remove_stale_temps(out: Path) -> None:
     for path in out.parent.iterdir():
         kind, _, pid = path.name[len(out.name) + 1:].partition("-")
         if (path.name.startswith(out.name + ".") and kind in ("tmp", "old") and pid.isdigit()
-                and not _pid_alive(int(pid))):
+                and not pid_alive(int(pid))):
             shutil.rmtree(path, ignore_errors=True)

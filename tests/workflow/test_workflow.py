@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,17 @@ def test_noop_plans_nothing(project: Path) -> None:
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
+def test_a_run_killed_with_sigkill_leaves_locks_that_the_next_run_clears(project: Path) -> None:
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True).stdout)  # a process that has ended, as a SIGKILLed snakemake has
+    state = project / ".snakemake"
+    (state / "locks").mkdir(exist_ok=True)
+    (state / "locks" / "0.output.lock").write_text(str(project / "results") + "\n")
+    (state / "cotlab-lock-owner.json").write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
+    rerun = snakemake(project, "--cores", "2")
+    assert "removed stale locks" in rerun.stderr and "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
 def test_plot_change_plans_only_the_aggregate(project: Path, card: dict) -> None:
     card["plot"]["hue"] = "model"
     write_card(project, card)
@@ -202,3 +214,12 @@ def test_paper_scale_plans_every_stage1_card() -> None:
     assert counts["train"] == counts["evaluate"] == len(jobs.runs) == 150  # experiments.md §5.1
     assert counts["generate"] == len(jobs.splits) and counts["coverage"] == len(jobs.coverage)
     assert all(counts[f"aggregate_{exp}"] == 1 for exp in STAGE1) and counts["claims"] == 1
+
+
+def test_a_new_card_file_plans_without_editing_any_schema(tmp_path: Path) -> None:
+    root = make_project(tmp_path, TINY_CARD)
+    (root / "config" / "experiments" / "my_card.yaml").write_text(yaml.safe_dump({**TINY_CARD, "title": "mine"}))
+    proc = snakemake(root, "-n", "--config", "experiments=[my_card]")
+    assert "aggregate_my_card" in proc.stdout
+    proc = snakemake(root, "-n", "--config", "experiments=[not_a_card]", check=False)
+    assert proc.returncode != 0 and "'not_a_card' is not a card" in proc.stdout + proc.stderr

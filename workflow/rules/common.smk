@@ -9,6 +9,7 @@ from `cotlab.layout` through `JOBS.layout`.
 
 import json
 import shlex
+import sys
 from pathlib import Path
 
 import yaml
@@ -19,6 +20,7 @@ from cotlab.analysis.claims import CLAIMS
 from cotlab.cards import load_card
 from cotlab.config import ConfigError, set_items
 from cotlab.jobs import coverage_sizes, workflow_config, workflow_jobs
+from cotlab.locks import clear_stale_locks
 from cotlab.plan import train_seconds
 
 CONFIG_DIR = "config"
@@ -34,14 +36,19 @@ def _validate_file(path, schema):
 validate(config, "../schemas/config.schema.yaml")
 _validate_file(f"{CONFIG_DIR}/scales.yaml", "../schemas/scales.schema.yaml")
 try:
-    for _exp in config["experiments"]:
+    WORKFLOW = workflow_config(config, CONFIG_DIR)  # names every card that has no file
+    for _exp in WORKFLOW.experiments:
         _validate_file(f"{CONFIG_DIR}/experiments/{_exp}.yaml", "../schemas/card.schema.yaml")
         for _source in load_card(_exp, CONFIG_DIR).reuse:
             _validate_file(f"{CONFIG_DIR}/experiments/{_source}.yaml", "../schemas/card.schema.yaml")
-    WORKFLOW = workflow_config(config, CONFIG_DIR)
     JOBS = workflow_jobs(WORKFLOW.experiments, WORKFLOW.scale, CONFIG_DIR, RESULTS, WORKFLOW.seeds)
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+
+if workflow.is_main_process:  # a run killed with SIGKILL leaves its locks: clear them if it is gone
+    _stale = clear_stale_locks(Path.cwd(), will_lock=not workflow.dryrun)
+    if _stale:
+        print(f"cotlab: {_stale}", file=sys.stderr)
 
 LAYOUT = JOBS.layout
 RES = JOBS.resources
@@ -79,8 +86,9 @@ def train_runtime(wildcards):
 
 def aggregate_outputs(exp_id):
     """The card's tables (curves + summary for a training card), and its figure (png, pdf) unless
-    the card is a table."""
-    caption = f"../report/{exp_id}.rst"
+    the card is a table. Captions: workflow/report/<id>.rst, or the generic card.rst for a new card."""
+    own = Path(workflow.basedir) / "report" / f"{exp_id}.rst"
+    caption = f"../report/{exp_id if own.is_file() else 'card'}.rst"
     out = dict(JOBS.tables_of(exp_id))
     if JOBS.cards[exp_id].figure:
         out["png"] = report(LAYOUT.figure(exp_id, "png"), caption=caption, category="Figures")
