@@ -160,8 +160,9 @@ def test_cli_scores_a_run_directory_and_writes_the_analyses(tmp_path):
     save_hf(successor_model(), run_dir / "final")
     (run_dir / "config.json").write_text(json.dumps({"train": {"prompt": {"format": "cot"}}, "precision": "fp32"}))
     out = tmp_path / "eval-out" / "run.parquet"
+    data_id = open_dataset(tmp_path / "eval").manifest["data_id"]
     assert cli(["evaluate", str(run_dir), "--eval-data", str(tmp_path / "eval"), "--out", str(out),
-                "--n", "30", "--batch-size", "8", "--device", "cpu", "--n-attn", "5"]) == 0
+                "--n", "30", "--batch-size", "8", "--device", "cpu", "--n-attn", "5", "--data-id", data_id]) == 0
 
     rows = open_dataset(tmp_path / "eval").read(0, 30)
     x_last, y = rows.inputs[:, -1, -1].astype(int), rows.chain[:, -1].astype(int)  # (n,), (n, C)
@@ -193,3 +194,56 @@ def test_cli_rejects_bad_options_before_any_work(tmp_path, capsys):
     assert "out=" in capsys.readouterr().err
     assert cli(["evaluate", str(tmp_path), "--eval-data", str(tmp_path), "--out", str(tmp_path / "x.parquet")]) == 2
     assert "config.json not found" in capsys.readouterr().err
+
+
+@pytest.fixture
+def run_and_splits(tmp_path):
+    """A run directory (saved successor model) and a train and an eval split of its data point."""
+    from cotlab.checkpoint import save_hf
+    from cotlab.data.store import write_dataset
+
+    data_cfg = CFG.model_copy(update={"n_sequences": 20, "n_parents": 2})
+    for split in ("train", "eval"):
+        write_dataset(tmp_path / split, data_cfg, split)
+    run_dir = tmp_path / "run"
+    save_hf(successor_model(), run_dir / "final")
+    (run_dir / "config.json").write_text(json.dumps({"train": {"prompt": {"format": "cot"}}, "precision": "fp32"}))
+    return run_dir, tmp_path
+
+
+def evaluate_cli(run_dir, eval_data, *extra) -> int:
+    from cotlab.cli import main as cli
+
+    return cli(["evaluate", str(run_dir), "--eval-data", str(eval_data), "--out", str(run_dir / "e.parquet"),
+                "--device", "cpu", "--n-attn", "2", *extra])
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cotlab evaluate: error: "), err
+    return err
+
+
+def test_cli_refuses_a_train_split(run_and_splits, capsys):
+    run_dir, data = run_and_splits
+    assert evaluate_cli(run_dir, data / "train") == 2
+    assert "eval-data=" in one_error_line(capsys) and not (run_dir / "e.parquet").exists()
+
+
+def test_cli_refuses_another_data_id(run_and_splits, capsys):
+    from cotlab.data.store import open_dataset
+
+    run_dir, data = run_and_splits
+    actual = open_dataset(data / "eval").manifest["data_id"]
+    assert evaluate_cli(run_dir, data / "eval", "--data-id", "V16-other__00000000") == 2
+    err = one_error_line(capsys)
+    assert actual in err and "V16-other__00000000" in err
+    assert evaluate_cli(run_dir, data / "eval", "--data-id", actual) == 0
+
+
+@pytest.mark.parametrize("text", ['{"train": {"prompt": ', "[]", '{"train": {"prompt": {}}}'])
+def test_cli_names_an_unreadable_run_config(run_and_splits, capsys, text):
+    run_dir, data = run_and_splits
+    (run_dir / "config.json").write_text(text)
+    assert evaluate_cli(run_dir, data / "eval") == 2
+    assert f"{run_dir / 'config.json'}:" in one_error_line(capsys)

@@ -6,7 +6,10 @@ whose answer composes through the chain, fixed H) at V=32, learnable in seconds 
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 import subprocess
 import sys
 
@@ -222,6 +225,8 @@ def test_learns_a_fixed_task_far_above_the_majority_baseline(data, tmp_path):
     (["eval_every=0"], "eval_every"),
     (["prompt.recipe.alpha=1"], "recipe"),  # a recipe without the hybrid format
     (["prompt.format=cot_special_token"], "format"),  # special tokens are off in this data
+    (["prompt.offset=1000000000"], "prompt.offset"),  # an embedding of 10^9 rows cannot be built
+    (["collective_timeout_s=0"], "collective_timeout_s"),
 ])
 def test_bad_config_is_one_named_line_and_writes_nothing(data, tmp_path, capsys, sets, field):
     out = tmp_path / "run"
@@ -272,3 +277,75 @@ def test_rerun_with_other_threads_resumes_instead_of_refusing(data, tmp_path):
     assert cli(train_args(data, out)) == 0
     assert cli(train_args(data, out, sets=[*TINY, "threads=2", "eval_batch_size=7"])) == 0
     assert cli(train_args(data, out, sets=[*TINY, "lr=0.5"])) == 2  # a result-changing value still refuses
+
+
+def test_config_json_is_written_only_once_the_model_is_built(data, tmp_path, monkeypatch):
+    """A run that dies building its model leaves no config.json to refuse the corrected rerun."""
+    import cotlab.train
+
+    out = tmp_path / "run"
+
+    def cannot_build(*args, **kwargs):
+        raise MemoryError("the model does not fit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cotlab.train, "Transformer", cannot_build)
+        with pytest.raises(MemoryError):
+            cli(train_args(data, out, sets=[*TINY, "lr=1e-3"]))
+    assert not (out / "config.json").exists()
+    assert cli(train_args(data, out)) == 0  # corrected (another lr): not refused
+
+
+def test_final_without_config_json_is_not_done(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "final").mkdir(parents=True)  # e.g. copied in, or left by another tool
+    assert cli(train_args(data, out)) == 0
+    assert "nothing to do" not in capsys.readouterr().out
+    assert (out / "config.json").is_file() and load_hf(out / "final").cfg.vocab_size == 32
+
+
+def test_unreadable_run_config_is_one_named_line(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    for text in ('{"train": {"lr": 1', "[]"):
+        (out / "config.json").write_text(text)
+        assert cli(train_args(data, out)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{out / 'config.json'}:" in err, err
+
+
+def test_data_id_must_match_both_manifests(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    expected = open_dataset(data["train"]).manifest["data_id"]
+    other = open_dataset(data["special_train"]).manifest["data_id"]
+    assert cli([*train_args(data, out), "--data-id", other]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data=" in err and expected in err and other in err, err
+    assert not out.exists()
+    assert cli([*train_args(data, out), "--data-id", expected]) == 0
+
+
+def test_a_diverging_run_stops_naming_the_step(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(train_args(data, out, sets=[*TINY, "lr=1e30"])) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert re.fullmatch(r"cotlab train: error: train_loss became (nan|inf) at step \d+ \(lr=1e\+30\)", err), err
+
+
+def test_a_nan_loss_stops_the_run_before_it_is_recorded(data, tmp_path, capsys, monkeypatch):
+    import cotlab.train
+
+    calls = itertools.count(1)
+
+    def poisoned(*args, **kwargs):
+        loss, ce_sum, counts = step_loss(*args, **kwargs)
+        return (loss * math.nan if next(calls) == 3 else loss), ce_sum, counts
+
+    step_loss = cotlab.train.step_loss
+    monkeypatch.setattr(cotlab.train, "step_loss", poisoned)
+    out = tmp_path / "run"
+    assert cli(train_args(data, out)) == 2
+    assert capsys.readouterr().err.strip() == "cotlab train: error: train_loss became nan at step 3 (lr=5e-05)"
+    assert pd.read_parquet(out / "metrics.parquet")["step"].tolist() == [0]  # step 4's eval never ran
+    assert not (out / "checkpoints").exists() and not (out / "final").exists()

@@ -1,8 +1,10 @@
-"""DDP on CPU (gloo): the same gradients and eval metrics as one process, and `--nproc 2` end to end.
+"""DDP on CPU (gloo): the same gradients and eval metrics as one process, `--nproc 2` end to end, and
+a stalled rank ending the job after `collective_timeout_s`.
 
 The gradient test runs `one_step` in the test process and this file as a script under
 `torchrun --nproc-per-node 2`: each takes one global batch of 8 rows through `cotlab.train.step_loss` (DDP-wrapped when
-there are 2 ranks), backpropagates, and dumps the gradients and `evaluate_accuracy`'s scores.
+there are 2 ranks), backpropagates, and dumps the gradients and `evaluate_accuracy`'s scores. The
+timeout test runs this file as `cotlab train` (`stall` first) with rank 1 asleep in its second step.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cotlab.cli import main as cli
+from cotlab.data.store import open_dataset
 
 TINY = ["model=smoke-tf8", "batch_size=16", "n_train=160", "eval_every=5", "checkpoint_every=4",
         "n_eval=50", "eval_batch_size=8", "analysis_n=8", "lr=1e-3"]
@@ -81,6 +85,36 @@ def test_two_ranks_give_single_process_gradients_and_scores(fixed_task_data, tmp
         assert two[key] == pytest.approx(one[key], rel=1e-6, abs=1e-9), key
 
 
+def stall_rank_one(argv: list[str]) -> int:
+    """`cotlab train argv` on this rank; rank 1 sleeps (a stalled rank) before its second step."""
+    from cotlab.train import Trainer, cli as train_cli
+
+    if os.environ["RANK"] == "1":
+        train_step = Trainer.train_step
+
+        def stalled(self, batch, step):
+            if step == 2:
+                time.sleep(600)
+            train_step(self, batch, step)
+
+        Trainer.train_step = stalled
+    return train_cli(argv)
+
+
+def test_a_stalled_rank_ends_the_job_after_the_collective_timeout(fixed_task_data, tmp_path):
+    train_dir, eval_dir = fixed_task_data
+    args = ["--data", train_dir, "--eval-data", eval_dir, "--out", str(tmp_path / "run"), "--format", "cot"]
+    for item in [*TINY, "collective_timeout_s=5"]:
+        args += ["--set", item]
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           __file__, "stall", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "Timed out" in proc.stderr, proc.stderr[-2000:]  # rank 0 gave up waiting for rank 1
+    assert time.monotonic() - started < 60  # not gloo's 30-minute default
+
+
 def test_train_with_two_ranks_matches_one(fixed_task_data, tmp_path):
     def train(out, *extra):
         train_dir, eval_dir = fixed_task_data
@@ -90,7 +124,8 @@ def test_train_with_two_ranks_matches_one(fixed_task_data, tmp_path):
         assert cli(args) == 0  # --nproc 2 re-executes under torchrun and returns its exit code
         return pd.read_parquet(out / "metrics.parquet")
 
-    one, two = train(tmp_path / "one"), train(tmp_path / "two", "--nproc", "2")
+    data_id = open_dataset(fixed_task_data[0]).manifest["data_id"]
+    one, two = train(tmp_path / "one"), train(tmp_path / "two", "--nproc", "2", "--data-id", data_id)
     assert (tmp_path / "two" / "final" / "model.safetensors").is_file()
     assert one["step"].tolist() == two["step"].tolist() == [0, 5, 10]
     assert one["tokens_seen"].tolist() == two["tokens_seen"].tolist()
@@ -99,4 +134,6 @@ def test_train_with_two_ranks_matches_one(fixed_task_data, tmp_path):
 
 
 if __name__ == "__main__":
+    if sys.argv[1] == "stall":
+        sys.exit(stall_rank_one(sys.argv[2:]))
     one_step(Path(sys.argv[1]), sys.argv[2], sys.argv[3])

@@ -8,10 +8,14 @@ checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`).
 
 Resume checkpoints. `save_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model.safetensors under
 our names, optimizer.safetensors, train_state.json, rng-rank{r}.json): everything `cotlab train`
-needs to continue bit-identically, the newest one kept.
+needs to continue bit-identically, and last manifest.json, the SHA-256 of each of those files.
+The newest two are kept. Neither format has a checksum of its own, and a disk, a copy or a crash
+can damage a directory after its rename, so `good_checkpoint` resumes only from one whose every
+file matches its manifest: a damaged newest checkpoint costs the steps since the previous one and
+a warning, never a silently different result.
 
 Loading never unpickles: safetensors and JSON only. Directories appear atomically (written
-under a temporary name, then renamed), so a directory that exists is complete.
+under a temporary name, then renamed), so a directory that exists was complete when written.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import random
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from cotlab.atomic import replace_dir
 from cotlab.config import ConfigError, build, read_json
+from cotlab.data.store import file_sha256
 from cotlab.distributed import barrier
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
@@ -203,9 +209,12 @@ def load_hf(directory: str | Path, device: torch.device | str = "cpu") -> Transf
 
 
 # ---------------------------------------------------------------------------------------------
-# Resume checkpoints: complete or absent, newest kept; weights and moments as safetensors, state as JSON.
+# Resume checkpoints: complete or absent, verified against their manifest, the newest two kept.
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+MANIFEST_FILE = "manifest.json"
+REQUIRED_FILES = ("model.safetensors", "optimizer.safetensors", "train_state.json")
+KEEP = 2  # the newest checkpoint and the one before it, to fall back to if the newest is damaged
 
 
 @dataclass
@@ -221,11 +230,53 @@ class TrainState:
     metrics: list[dict[str, float]] = field(default_factory=list)
 
 
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest complete checkpoints/step-N directory of run directory `out` (temporary ones never match)."""
-    found = [(int(m.group(1)), p) for p in (out / "checkpoints").glob("step-*")
-             if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    return max(found)[1] if found else None
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return out / "checkpoints" / f"step-{step}"
+
+
+def checkpoint_steps(out: Path) -> list[int]:
+    """Steps of the checkpoints/step-N directories of run directory `out`, newest first
+    (temporary ones never match)."""
+    return sorted((int(m.group(1)) for p in (out / "checkpoints").glob("step-*")
+                   if (m := STEP_DIR.match(p.name)) and p.is_dir()), reverse=True)
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """Why checkpoint directory `path` cannot be trusted, one line naming the file; None if intact.
+
+    safetensors and JSON carry no checksum, so a flipped bit or a short write would otherwise load
+    silently: every file must match the SHA-256 that manifest.json, written last, records for it.
+    """
+    manifest = path / MANIFEST_FILE
+    if not manifest.is_file():
+        return f"{manifest}: missing (the checkpoint is incomplete)"
+    try:
+        files = read_json(manifest, CheckpointError)["files"]  # {file name: sha256 hex}
+        valid = all(isinstance(digest, str) and Path(name).name == name for name, digest in files.items())
+    except (CheckpointError, TypeError, KeyError, AttributeError):
+        valid = False
+    if not valid:
+        return f"{manifest}: unreadable (not a checkpoint manifest)"
+    for name in REQUIRED_FILES:
+        if name not in files:
+            return f"{manifest}: does not list {name}"
+    for name, digest in files.items():
+        if not (path / name).is_file():
+            return f"{path / name}: missing"
+        if file_sha256(path / name) != digest:
+            return f"{path / name}: sha256 does not match {MANIFEST_FILE} (damaged)"
+    return None
+
+
+def good_checkpoint(out: Path, warn: Callable[[str], None]) -> int | None:
+    """The step of the newest intact checkpoint of run directory `out`, None if there is none;
+    each damaged newer one is reported through `warn` (one line naming the damaged file)."""
+    for step in checkpoint_steps(out):
+        damage = checkpoint_damage(checkpoint_dir(out, step))
+        if damage is None:
+            return step
+        warn(f"{damage}; not resuming from step {step}")
+    return None
 
 
 def rng_state(device: torch.device) -> dict[str, Any]:
@@ -250,12 +301,12 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 def save_checkpoint(out: Path, model: Transformer, optimizer: torch.optim.Optimizer,
                     state: TrainState, rank: int, world_size: int, device: torch.device) -> None:
-    """Write checkpoints/step-N atomically (every rank adds its RNG state), then drop older ones.
+    """Write checkpoints/step-N atomically (every rank adds its RNG state), manifest.json last,
+    then keep only it and the newest older one (`prune_checkpoints`).
 
-    Every rank must call it; rank 0 writes the weights, moments and `state`.
+    Every rank must call it; rank 0 writes the weights, moments, `state` and the manifest.
     """
     root = out / "checkpoints"
-    final = root / f"step-{state.step}"
     tmp = root / f".step-{state.step}.tmp"
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -272,27 +323,44 @@ def save_checkpoint(out: Path, model: Transformer, optimizer: torch.optim.Optimi
         (tmp / "train_state.json").write_text(json.dumps(asdict(state)))
     barrier(world_size)
     if rank == 0:
-        replace_dir(tmp, final)
-        for older in root.glob("step-*"):
-            if older != final and STEP_DIR.match(older.name):
-                shutil.rmtree(older)
+        files = {path.name: file_sha256(path) for path in sorted(tmp.iterdir())}
+        (tmp / MANIFEST_FILE).write_text(json.dumps({"step": state.step, "files": files}, indent=2) + "\n")
+        replace_dir(tmp, checkpoint_dir(out, state.step))
+        prune_checkpoints(out, state.step)
+
+
+def prune_checkpoints(out: Path, step: int) -> None:
+    """Keep step-`step` and the newest older checkpoint; remove the rest of checkpoints/: older
+    ones, leftovers of killed writes, and newer ones (damaged ones that this run is recomputing)."""
+    keep = {f"step-{s}" for s in [step, *[s for s in checkpoint_steps(out) if s < step][:KEEP - 1]]}
+    for path in (out / "checkpoints").iterdir():
+        if path.name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def load_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optimizer, rank: int,
                     device: torch.device) -> TrainState:
-    """Restore weights, optimizer moments, this rank's RNG state; return the train state."""
-    model.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
-    moments: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in load_file(path / "optimizer.safetensors").items():
-        index, name = key.split(".", 1)
-        moments.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": moments, "param_groups": optimizer.state_dict()["param_groups"]})
-    rng_file = path / f"rng-rank{rank}.json"
-    if rng_file.is_file():  # absent when resuming with more ranks; nothing in training draws from it
-        set_rng_state(json.loads(rng_file.read_text()), device)
-    return TrainState(**json.loads((path / "train_state.json").read_text()))
+    """Restore weights, optimizer moments, this rank's RNG state; return the train state.
+
+    `path` has passed `checkpoint_damage`; a file that still does not load is from another model or
+    cotlab version, a one-line CheckpointError.
+    """
+    try:
+        model.load_state_dict(load_file(path / "model.safetensors", device=str(device)))
+        moments: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in load_file(path / "optimizer.safetensors").items():
+            index, name = key.split(".", 1)
+            moments.setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict({"state": moments, "param_groups": optimizer.state_dict()["param_groups"]})
+        rng_file = path / f"rng-rank{rank}.json"
+        if rng_file.is_file():  # absent when resuming with more ranks; nothing in training draws from it
+            set_rng_state(read_json(rng_file, CheckpointError), device)
+        return TrainState(**read_json(path / "train_state.json", CheckpointError))
+    except (SafetensorError, OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: cannot be resumed from ({reason})") from None
 
 
-__all__ = ["CheckpointError", "TrainState", "hf_config", "hf_to_state_dict", "latest_checkpoint",
-           "load_checkpoint", "load_hf", "model_config_from_hf", "save_checkpoint", "save_hf",
-           "state_dict_to_hf"]
+__all__ = ["CheckpointError", "TrainState", "checkpoint_damage", "checkpoint_dir", "good_checkpoint",
+           "hf_config", "hf_to_state_dict", "load_checkpoint", "load_hf", "model_config_from_hf",
+           "save_checkpoint", "save_hf", "state_dict_to_hf"]

@@ -2,9 +2,12 @@
 
     cotlab evaluate RUN_DIR --eval-data DIR --out FILE.parquet [--n N] [--batch-size B]
                     [--device auto|cpu|cuda] [--n-attn A] [--formats F,F] [--set KEY=VALUE]...
+                    [--data-id ID]
 
 Reads RUN_DIR/final (the model) and RUN_DIR/config.json (the trained prompt format and precision)
-and scores the first N rows of the eval split, greedy with the KV cache (experiments.md §3):
+and scores the first N rows of the eval split, greedy with the KV cache (experiments.md §3). The
+data must be an eval split (train rows would score memorisation) of the run's data point, and,
+given `--data-id`, carry that data_id in its manifest (the one the workflow planned).
 
 - paper 1: **with CoT** = `cot` prompts (K-1 CoT demonstrations, the model generates y_1..y_C and
   y_C is scored) and **without CoT** = `standard` prompts (one token). The trained format is the
@@ -41,6 +44,7 @@ from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets, read
 from cotlab.data.store import open_dataset
 from cotlab.formats import FORMATS, PromptConfig, evaluated_formats
 from cotlab.layout import eval_companions
+from cotlab.train_job import check_data_id
 from cotlab.metrics import reduce_scores, score_rows
 from cotlab.precision import set_precision
 
@@ -116,8 +120,10 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"run_dir={str(run_dir)!r}: {path.name} not found (not a cotlab run directory)")
     config = read_json(path)
-    if "prompt" not in config.get("train", {}):
-        raise ConfigError(f"{path}: has no train.prompt (not written by `cotlab train`)")
+    train = config.get("train") if isinstance(config, dict) else None
+    prompt = train.get("prompt") if isinstance(train, dict) else None
+    if not isinstance(prompt, dict) or not isinstance(prompt.get("format"), str):
+        raise ConfigError(f"{path}: has no train.prompt.format (not written by `cotlab train`)")
     return config
 
 
@@ -145,6 +151,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "tokens, cot_special_token,standard_special_token)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="prompt option for every scored format (drop_k, drop_strategy, force, offset)")
+    parser.add_argument("--data-id", metavar="ID",
+                        help="refuse --eval-data unless its manifest has this data_id (the workflow's)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -163,6 +171,9 @@ def main(args: argparse.Namespace) -> int:
     overrides = {"offset": offset, **parse_sets(args.sets)}  # ids live where training put them
     formats = None if args.formats is None else [f.strip() for f in args.formats.split(",") if f.strip()]
     dataset = open_dataset(args.eval_data)
+    if dataset.split != "eval":
+        fail("eval-data", args.eval_data, f"must be an eval split (this one is {dataset.split!r})")
+    check_data_id("eval-data", args.eval_data, dataset, args.data_id)
     data_cfg = dataset.config
     # Any size of the run's own eval split is fine (prefix stability); another data point is not.
     here = {**data_cfg.to_dict(), "n_sequences": None}

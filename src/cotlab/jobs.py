@@ -145,9 +145,12 @@ def hparams_rows(scale: str, config_dir: str | Path, seeds: int | None = None) -
 
 
 def workflow_config(values: dict[str, Any], config_dir: str | Path = "config") -> WorkflowConfig:
-    """Validate a workflow config: known cards, a scale of config/scales.yaml, train_gpus >= 0."""
+    """Validate a workflow config: known cards (`all` = every card), a scale of config/scales.yaml,
+    train_gpus >= 0; `experiments` comes back as a list."""
     cfg = build(WorkflowConfig, values)
     known = card_ids(config_dir)
+    if isinstance(cfg.experiments, str):  # `experiments=all` or a bare card id on the command line
+        cfg = cfg.model_copy(update={"experiments": known if cfg.experiments == "all" else [cfg.experiments]})
     for exp_id in cfg.experiments:
         if exp_id not in known:
             raise ConfigError(f"experiments={cfg.experiments!r}: {exp_id!r} is not a card; known: {', '.join(known)}")

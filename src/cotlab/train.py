@@ -1,6 +1,7 @@
 """`cotlab train`: plain-PyTorch (DDP) training with in-loop evaluation and bit-identical resume.
 
     cotlab train --data D/train --eval-data D/eval --out RUN --format cot [--config F] [--set K=V]...
+                 [--data-id ID]                      # refuse data whose manifest has another data_id
     cotlab train ... --nproc 2                       # re-executes itself under torchrun
     torchrun --nproc-per-node 2 -m cotlab.train ...  # the same
 
@@ -10,15 +11,24 @@ evaluated at step 0 and every `eval_every` steps. The global batch is `batch_siz
 whatever the world size: rank r trains on its slice of the same global batch, and the loss is
 normalised by the global number of labelled tokens, so the summed gradient equals the
 single-process one. Every input is checked first (`cotlab.train_job.prepare`); then `Trainer` runs
-the loop as named steps (`train_step`, `evaluate_and_record`, `save`).
+the loop as named steps (`train_step`, `evaluate_and_record`, `save`). A step whose loss is nan or
+inf stops the run with a one-line error naming that step (checked on the device without waiting
+for it, and acted on every PROGRESS_EVERY steps and before any eval or checkpoint, so that no
+diverged state is recorded). Under DDP, a rank that stalls ends the job after
+`collective_timeout_s` (`cotlab.distributed.init`).
 
 Outputs in RUN_DIR:
-- config.json: the resolved configs; a rerun with a different one is refused.
+- config.json: the resolved configs, written once the model is built (a run that cannot build its
+  model leaves nothing that a corrected rerun would be refused for); a rerun with a different one
+  is refused.
 - metrics.parquet: one row per eval, rewritten atomically after each (rank 0).
 - checkpoints/step-N/: model.safetensors, optimizer.safetensors, train_state.json (step, loader
-  position, metrics so far), rng-rank{r}.json; written under a temporary name and renamed, only
-  the newest kept. Rerunning the same command resumes from it; the result equals an
-  uninterrupted run's bit for bit on CPU (the wall-clock column `elapsed_s` aside).
+  position, metrics so far), rng-rank{r}.json and manifest.json (their SHA-256s, written last);
+  written under a temporary name and renamed, the newest two kept. Rerunning the same command
+  resumes from the newest one whose files match its manifest; a damaged one is skipped with a
+  one-line warning naming the file, and with none intact training starts again from step 0
+  (deterministic, so only time is lost). The result equals an uninterrupted run's bit for bit on
+  CPU (the wall-clock column `elapsed_s` aside).
 - final/: the HF Llama directory (`cotlab.checkpoint.save_hf`), written last; it marks the run as
   complete (the resume checkpoint is then deleted) and makes a rerun a no-op.
 
@@ -49,11 +59,12 @@ from tqdm import tqdm
 
 from cotlab.analysis.model_analysis import analyse_model
 from cotlab.atomic import write_atomic
-from cotlab.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint, save_hf
+from cotlab.checkpoint import (TrainState, checkpoint_dir, good_checkpoint, load_checkpoint, save_checkpoint,
+                               save_hf)
 from cotlab.config import ConfigError, fail
 from cotlab.data.loader import TrainLoader, load_rows
 from cotlab.data.prompts import IGNORE
-from cotlab.distributed import all_reduce_sum, barrier
+from cotlab.distributed import all_reduce_min, all_reduce_sum, barrier, broadcast, init
 from cotlab.formats import FORMATS
 from cotlab.metrics import evaluate_accuracy
 from cotlab.model import Transformer
@@ -61,7 +72,12 @@ from cotlab.precision import set_precision
 from cotlab.train_job import TrainJob, prepare
 
 ANALYSIS_BATCH = 32  # sequences per attention pass: it holds (B, heads, T, T) fp32 probabilities
-PROGRESS_EVERY = 50  # steps between the progress bar's loss updates (each one waits for the device)
+PROGRESS_EVERY = 50  # steps between progress-bar updates and loss checks (each one waits for the device)
+NO_STEP = torch.iinfo(torch.int64).max  # "no non-finite loss yet"
+
+
+class LossNotFinite(ConfigError):
+    """A training loss became nan or inf: the run stops (one line) instead of training on garbage."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +85,10 @@ PROGRESS_EVERY = 50  # steps between the progress bar's loss updates (each one w
 
 
 def init_run_dir(job: TrainJob) -> None:
-    """Create the run directory and its config.json; remove leftovers of a killed attempt (rank 0)."""
+    """Create the run directory and its config.json; remove leftovers of a killed attempt (rank 0).
+
+    Called once the model is built, so that config.json belongs to a run that could start.
+    """
     job.out.mkdir(parents=True, exist_ok=True)
     if not (job.out / "config.json").is_file():
         text = json.dumps(job.resolved, indent=2) + "\n"
@@ -142,15 +161,30 @@ class Trainer:
         self.interval_loss = torch.tensor(self.state.interval_loss if rank == 0 else 0.0,
                                           dtype=torch.float64, device=self.device)  # () this rank's sum
         self.tokens_seen = torch.tensor(self.state.tokens_seen, dtype=torch.int64, device=self.device)  # ()
+        # The first step whose loss was not finite on this rank (NO_STEP: none) and that loss.
+        self.bad_step = torch.tensor(NO_STEP, dtype=torch.int64, device=self.device)  # ()
+        self.bad_loss = torch.tensor(0.0, dtype=torch.float32, device=self.device)  # ()
         self.started = time.perf_counter() - self.state.elapsed_s
         self.bar = tqdm(total=job.steps, initial=self.state.step, desc="train", unit="step",
                         dynamic_ncols=True, disable=None if rank == 0 else True)
 
     def resume(self) -> TrainState:
-        """Load the newest checkpoint (weights, moments, RNG, loader position); a fresh state if none."""
-        checkpoint = latest_checkpoint(self.job.out)
-        if checkpoint is None:
+        """Load the newest intact checkpoint (weights, moments, RNG, loader position); a fresh state if none.
+
+        Rank 0 checks the checkpoints against their manifests, warning about each damaged one, and
+        every rank loads the one it chose, so that all ranks continue from the same step.
+        """
+        damaged: list[str] = []
+        found = good_checkpoint(self.job.out, damaged.append) if self.rank == 0 else None
+        for message in damaged:
+            warn(message)
+        step = int(broadcast(torch.tensor(-1 if found is None else found, device=self.device),
+                             self.world_size).item())
+        if step < 0:
+            if damaged:
+                warn("no intact checkpoint is left: training again from step 0")
             return TrainState()
+        checkpoint = checkpoint_dir(self.job.out, step)
         state = load_checkpoint(checkpoint, self.model, self.optimizer, self.rank, self.device)
         self.loader.load_state_dict(state.loader)
         print0(self.rank, f"resuming from {checkpoint} (step {state.step} of {self.job.steps})")
@@ -162,16 +196,23 @@ class Trainer:
         if self.state.step == 0:
             self.evaluate_and_record(0)
         for step in range(self.state.step + 1, steps + 1):
-            self.train_step(self.loader.next_batch())
-            if step % cfg.eval_every == 0 or step == steps:
+            self.train_step(self.loader.next_batch(), step)
+            record = step % cfg.eval_every == 0 or step == steps
+            save = step % cfg.checkpoint_every == 0 and step < steps
+            if record or save or step % PROGRESS_EVERY == 0:
+                self.check_finite()
+            if record:
                 self.evaluate_and_record(step)
-            if step % cfg.checkpoint_every == 0 and step < steps:
+            if save:
                 self.save(step)
         self.bar.close()
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> None:
-        """One optimizer step on this rank's share of a global batch; the loss stays on the device."""
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> None:
+        """Optimizer step `step` on this rank's share of a global batch; the loss stays on the device."""
         loss, ce_sum, counts = step_loss(self.step_model, batch, self.world_size, self.device, self.autocast)
+        first_bad = ~torch.isfinite(loss.detach()) & (self.bad_step == NO_STEP)
+        self.bad_step.masked_fill_(first_bad, step)
+        self.bad_loss.masked_fill_(first_bad, loss.detach().float())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -182,6 +223,17 @@ class Trainer:
         if not self.bar.disable and self.bar.n % PROGRESS_EVERY == 0:  # bar.n: the step just taken
             mean_loss = self.interval_loss.item() * self.world_size / self.state.interval_steps  # rank 0's share
             self.bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{self.state.metrics[-1]['answer_acc']:.3f}")
+
+    def check_finite(self) -> None:
+        """Raise LossNotFinite naming the first step (over all ranks) whose loss was nan or inf.
+
+        A collective: every rank must call it, and every rank raises together.
+        """
+        step = int(all_reduce_min(self.bad_step.clone(), self.world_size).item())
+        if step != NO_STEP:
+            loss = self.bad_loss.item() if int(self.bad_step.item()) == step else math.nan
+            raise LossNotFinite(f"train_loss became {loss} at step {step} "
+                                f"(lr={self.optimizer.param_groups[0]['lr']:g})")
 
     def sync_state(self, step: int) -> None:
         """Bring `state` up to `step` (a collective: every rank must call it)."""
@@ -244,10 +296,10 @@ class Trainer:
 
 def train(job: TrainJob, rank: int = 0, world_size: int = 1, local_rank: int = 0) -> None:
     """Train (or resume) `job` to completion on this rank; the caller has set up the process group."""
+    trainer = Trainer(job, rank, world_size, local_rank)
     if rank == 0:
         init_run_dir(job)
     barrier(world_size)
-    trainer = Trainer(job, rank, world_size, local_rank)
     trainer.fit()
     if rank == 0:
         trainer.finish()
@@ -257,6 +309,11 @@ def train(job: TrainJob, rank: int = 0, world_size: int = 1, local_rank: int = 0
 def print0(rank: int, message: str) -> None:
     if rank == 0:
         print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    """One line on stderr: something was wrong but the run goes on (e.g. a damaged checkpoint skipped)."""
+    print(f"cotlab train: warning: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,6 +332,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="YAML file of TrainConfig values")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one value, e.g. --set lr=1e-3 --set prompt.format=cot")
+    parser.add_argument("--data-id", metavar="ID",
+                        help="refuse --data / --eval-data unless their manifest has this data_id (the workflow's)")
     parser.add_argument("--nproc", type=int, default=1, metavar="N",
                         help="ranks on this machine: >1 re-executes under torchrun (gloo on CPU, nccl on GPU)")
 
@@ -287,20 +346,21 @@ def main(args: argparse.Namespace) -> int:
     if world_size < 1:
         fail("--nproc", args.nproc, "must be a positive integer")
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    job = prepare(args.data, args.eval_data, args.out, args.config, sets, world_size)
+    job = prepare(args.data, args.eval_data, args.out, args.config, sets, world_size, args.data_id)
     if job.done:
         print0(rank, f"{job.out / 'final'} exists: the run is complete, nothing to do")
         return 0
     if world_size > 1 and not launched:
         forwarded = ["--data", args.data, "--eval-data", args.eval_data, "--out", args.out,
                      *(["--config", args.config] if args.config else []),
+                     *(["--data-id", args.data_id] if args.data_id else []),
                      *[item for s in sets for item in ("--set", s)]]
         return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                 f"--nproc-per-node={world_size}", "-m", "cotlab.train", *forwarded])
     if world_size > 1:
         if torch.cuda.is_available():  # before NCCL starts, so that each rank talks from its own GPU
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        init(job.cfg.collective_timeout_s)
     try:
         train(job, rank, world_size, local_rank)
     finally:

@@ -15,6 +15,10 @@ from cotlab.config import Section, fail, require_positive
 from cotlab.formats import PromptConfig
 from cotlab.model_config import MODEL_SIZES
 
+# Ids shifted past this would only build a huge, mostly unused embedding (V + offset rows); a
+# pretrained vocabulary is smaller than this.
+MAX_PROMPT_OFFSET = 1_000_000
+
 
 class TrainConfig(Section):
     """One training run: model size, optimiser, schedule of evals and checkpoints, prompt format."""
@@ -52,6 +56,10 @@ class TrainConfig(Section):
     """Model init seed and the loader's shuffling seed (std and cot runs see the same order)."""
     threads: int = 1
     """CPU threads per rank (torch.set_num_threads)."""
+    collective_timeout_s: float = 600.0
+    """DDP: seconds a rank waits in a collective for the others before the job fails (gloo's and
+    nccl's own default is 30 minutes). Bounds how long a stalled rank holds the job; it must exceed
+    the longest rank-0-only pause (writing a checkpoint or final/, the analyses at an eval)."""
     prompt: PromptConfig = PromptConfig()
     """Prompt format, recipe and eval-time edits (cotlab.data.prompts)."""
 
@@ -75,4 +83,9 @@ class TrainConfig(Section):
             fail("analysis_n", self.analysis_n, "must be >= 0")
         if self.seed < 0:
             fail("seed", self.seed, "must be >= 0")
+        if not (math.isfinite(self.collective_timeout_s) and self.collective_timeout_s > 0):
+            fail("collective_timeout_s", self.collective_timeout_s, "must be a positive finite number")
+        if self.prompt.offset > MAX_PROMPT_OFFSET:
+            fail("prompt.offset", self.prompt.offset, f"must be <= {MAX_PROMPT_OFFSET:,} (the model gets "
+                 "vocab_size + offset embedding rows)")
         return self

@@ -3,6 +3,8 @@
 `prepare` turns the command line into a `TrainJob` or raises a one-line ConfigError naming the
 first bad input, so that a bad run writes nothing. A rerun into an existing run directory must
 resolve to the same config.json (up to settings that change no result), so that it resumes.
+Given `--data-id`, both splits must carry that data_id in their manifests: the workflow names the
+dataset it planned, and a path that now holds another one must not train silently.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from cotlab.config import ConfigError, fail, load
+from cotlab.config import ConfigError, fail, load, read_json
 from cotlab.data.store import Dataset, open_dataset
 from cotlab.model_config import ModelConfig, model_config
 from cotlab.train_config import TrainConfig
@@ -36,11 +38,20 @@ class TrainJob:
 
     @property
     def done(self) -> bool:
-        return (self.out / "final").is_dir()
+        """final/ and config.json both exist: final/ alone may be a copy or a leftover, not this run's
+        result (config.json is what ties a run directory to its settings)."""
+        return (self.out / "final").is_dir() and (self.out / "config.json").is_file()
+
+
+def check_data_id(option: str, path: str, dataset: Dataset, expected: str | None) -> None:
+    """Refuse `dataset` unless its manifest carries data_id `expected` (no check when None)."""
+    found = dataset.manifest.get("data_id")
+    if expected is not None and found != expected:
+        fail(option, path, f"holds data_id {found!r}, but --data-id is {expected!r}")
 
 
 def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[str],
-            world_size: int) -> TrainJob:
+            world_size: int, data_id: str | None = None) -> TrainJob:
     """Load and cross-check every input; raise a one-line ConfigError on the first problem."""
     cfg = load(TrainConfig, config, sets)
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
@@ -51,6 +62,8 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
         fail("--data", data, f"must be a train split (this one is {train_data.split!r})")
     if evals.split != "eval":
         fail("--eval-data", eval_data, f"must be an eval split (this one is {evals.split!r})")
+    check_data_id("--data", data, train_data, data_id)
+    check_data_id("--eval-data", eval_data, evals, data_id)
     data_cfg = train_data.config
     theirs = evals.config.to_dict()
     for key, value in data_cfg.to_dict().items():
@@ -81,7 +94,10 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
         fail("--out", out, "must be a directory (a file is in the way)")
     saved = out_dir / "config.json"
     if saved.is_file():
-        mismatch = first_difference(*(without_neutral(c) for c in (json.loads(saved.read_text()), resolved)))
+        previous = read_json(saved)
+        if not isinstance(previous, dict) or not isinstance(previous.get("train"), dict):
+            raise ConfigError(f"{saved}: has no train section (not written by `cotlab train`)")
+        mismatch = first_difference(*(without_neutral(c) for c in (previous, resolved)))
         if mismatch:
             key, there, here = mismatch
             raise ConfigError(f"--out {out}: its config.json has {key}={there!r} but this run has "
@@ -90,8 +106,9 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
                     precision, resolved)
 
 
-# Settings a rerun may change without changing any result (Snakemake caps threads at --cores).
-RESULT_NEUTRAL = ("threads", "eval_batch_size")
+# Settings a rerun may change without changing any result (Snakemake caps threads at --cores; the
+# collective timeout only decides how long a stalled rank may hold the job).
+RESULT_NEUTRAL = ("threads", "eval_batch_size", "collective_timeout_s")
 
 
 def without_neutral(resolved: dict[str, Any]) -> dict[str, Any]:

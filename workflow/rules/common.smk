@@ -12,6 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -106,3 +107,15 @@ def claims_inputs():
 def final_outputs():
     outputs = [str(f) for exp_id in WORKFLOW.experiments for f in aggregate_outputs(exp_id).values()]
     return outputs + ([LAYOUT.claims()] if CLAIM_CARDS else [])
+
+
+def success_summary():
+    """What a finished run prints last: the claims' verdicts and where the tables and figures are."""
+    lines = [f"cotlab: {', '.join(WORKFLOW.experiments)} at scale {WORKFLOW.scale} are done."]
+    if CLAIM_CARDS and Path(LAYOUT.claims()).is_file():
+        claims = pd.read_csv(LAYOUT.claims())
+        claims = claims[claims["card"].isin(CLAIM_CARDS)]
+        lines += ["claims:"] + [f"  {c:<28} {v}" for c, v in zip(claims["claim"], claims["verdict"])]
+    lines.append(f"tables: {Path(LAYOUT.claims()).parent}/   figures: {Path(LAYOUT.figure('x')).parent}/")
+    lines.append("report: snakemake --report results/report.html (with the same --config)")
+    return "\n".join(lines)

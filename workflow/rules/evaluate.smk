@@ -12,6 +12,7 @@ rule evaluate:
     params:
         run_dir=LAYOUT.run("{run_id}"),
         n_attn=lambda wc: run_of(wc).train.get("analysis_n", 256),
+        data_id=lambda wc: run_of(wc).data_id,  # evaluate refuses a split whose manifest says otherwise
     log:
         LAYOUT.log("evaluate", "{run_id}"),
     threads: RES["evaluate"].threads
@@ -21,4 +22,4 @@ rule evaluate:
         gpu=RES["evaluate"].gpus,
     shell:
         "cotlab evaluate {params.run_dir} --eval-data {input.eval} --out {output.scores}"
-        " --n-attn {params.n_attn} > {log} 2>&1"
+        " --n-attn {params.n_attn} --data-id {params.data_id} > {log} 2>&1"

@@ -20,6 +20,7 @@ rule train:
     params:
         train=lambda wc: cli_sets(run_of(wc).train),
         run_dir=LAYOUT.run("{run_id}"),
+        data_id=lambda wc: run_of(wc).data_id,  # train refuses splits whose manifest says otherwise
     log:
         LAYOUT.log("train", "{run_id}"),
     threads: RES["train"].threads
@@ -30,4 +31,4 @@ rule train:
         nproc=max(TRAIN_GPUS, 1),  # DDP ranks; a resource, not a param: it does not change the results
     shell:
         "cotlab train --data {input.train} --eval-data {input.eval} --out {params.run_dir}"
-        " {params.train} --set threads={threads} --nproc {resources.nproc} > {log} 2>&1"
+        " --data-id {params.data_id} {params.train} --set threads={threads} --nproc {resources.nproc} > {log} 2>&1"
