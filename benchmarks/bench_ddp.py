@@ -2,7 +2,7 @@
 
 Same data, same global batch and steps (the trainer keeps both independent of the world size), run
 in alternating rounds so both settings see the same machine load; tokens/s is the last metrics row's
-tokens_seen / elapsed_s (training plus two tiny evaluations). targets.md: "DDP ... reported".
+tokens_seen / elapsed_s (training plus two tiny evaluations). docs/architecture.md: "DDP ... reported".
 
     python benchmarks/bench_ddp.py                     # CPU: 1 vs 2 ranks, smoke-tf8, V=64, K=8, C=3
     python benchmarks/bench_ddp.py --nproc 8 --model tf4 --steps 200   # a GPU node

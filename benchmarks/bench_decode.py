@@ -1,6 +1,6 @@
 """Evaluation throughput: our greedy CoT decoding vs HF `generate()` fp32 on the same weights.
 
-The workload of one paper-1 eval batch (experiments.md §3): prompts of K(N+C) − C tokens (K−1
+The workload of one paper-1 eval batch (docs/evaluation.md): prompts of K(N+C) − C tokens (K−1
 cot demonstrations + the query's N inputs), then C greedy tokens.
 
 - ours: `cotlab.decode.greedy_decode` (batched prefill, static KV cache), bf16 autocast on CUDA

@@ -2,14 +2,14 @@
 
 Both train the same model (same initial weights, loaded into HF via `save_hf`) on the same random
 batch, side by side in one process after warm-up, in alternating timed rounds so that both see
-the same machine load (targets.md "training, GPU"):
+the same machine load (docs/architecture.md "training, GPU"):
 
 - ours: bf16 autocast on CUDA (fp32 on CPU), SDPA attention, fused AdamW on CUDA (foreach on
   CPU), optionally `torch.compile` (--compile);
 - reference: `LlamaForCausalLM` with attn_implementation="eager", fp32 (TF32 left off, PyTorch's
   default), `torch.optim.AdamW` with its defaults.
 
-FLOPs per token = 6N + 12·L·H·Dh·T (experiments.md §1); MFU = tokens/s · FLOPs/token / peak,
+FLOPs per token = 6N + 12·L·H·Dh·T (docs/models.md); MFU = tokens/s · FLOPs/token / peak,
 reported on CUDA only (--peak-tflops, default 989 = H100 SXM bf16 dense).
 
     python benchmarks/bench_train.py --size smoke-tf8 --vocab 64 --batch 16 --seq 48   # CPU
@@ -31,7 +31,7 @@ from cotlab.checkpoint import save_hf
 from cotlab.model import Transformer
 from cotlab.model_config import MODEL_SIZES, model_config
 
-LR, BETAS, EPS, WEIGHT_DECAY = 5e-5, (0.9, 0.999), 1e-8, 0.01  # experiments.md §2
+LR, BETAS, EPS, WEIGHT_DECAY = 5e-5, (0.9, 0.999), 1e-8, 0.01  # docs/training.md
 
 
 def sync(device: torch.device) -> None:

@@ -13,7 +13,7 @@ STAGE1 = ["fig_teaser", "tab_models", "fig_token_coverage", "fig_vocab", "fig_em
           "fig_examples", "fig_chain", "fig_chain_positions", "fig_parents", "fig_diversity", "fig_attention",
           "fig_activation", "fig_dims", "tab_hparams"]
 
-# V=32, one fixed task whose answer is a composition through the chain (experiments.md §5.3).
+# V=32, one fixed task whose answer is a composition through the chain (docs/scales.md).
 FIXED_TASK = ["vocab_size=32", "n_inputs=4", "n_parents=2", "chain_length=3", "n_examples=4",
               "fixed_dag=true", "dag=[[0,1],[2,4],[3,5]]", "fixed_h=true"]
 

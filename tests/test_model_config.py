@@ -23,7 +23,7 @@ def test_num_params_matches_experiments_formula(name, vocab_size):
 
 
 def test_paper_sizes_table():
-    # experiments.md §1 table, V = 1024
+    # docs/models.md table, V = 1024
     counts = {}
     for name in ("tf4", "tf8", "tf12"):
         with torch.device("meta"):

@@ -1,6 +1,6 @@
 """`cotlab train` end to end, TrainConfig checks, the in-training metrics and a learnability smoke test.
 
-The data point is the quickstart's miniature (experiments.md §5.3): one fixed task (fixed DAG
+The data point is the quickstart's miniature (docs/scales.md): one fixed task (fixed DAG
 whose answer composes through the chain, fixed H) at V=32, learnable in seconds on a CPU.
 """
 

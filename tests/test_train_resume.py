@@ -1,7 +1,7 @@
 """SIGKILL a training run after its first checkpoint, rerun it, and get an uninterrupted run's bits;
 damage its newest checkpoint, rerun it, and get them too.
 
-targets.md (reliability): a killed run resumes from its newest checkpoint (model, optimizer, data
+docs/architecture.md (reliability): a killed run resumes from its newest checkpoint (model, optimizer, data
 position, RNG state) and ends with the same metrics as an uninterrupted run, bit-identical on CPU.
 Only `elapsed_s` (wall clock) may differ. A checkpoint whose files no longer match its manifest
 is never resumed from: the previous one is, or with none intact the run starts again.

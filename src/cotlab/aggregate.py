@@ -208,7 +208,7 @@ def read_results(runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def train_coverage(runs: list[dict[str, Any]], n: int = 10_000) -> list[float]:
-    """TokenCoverage (cov_chain) of the first n rows of each run's train split (data.md §5,
+    """TokenCoverage (cov_chain) of the first n rows of each run's train split (docs/data.md,
     default n = 10,000); fig_activation puts it in its panel titles."""
     by_path: dict[str, float] = {}
     for path in dict.fromkeys(run["files"]["train_data"] for run in runs):

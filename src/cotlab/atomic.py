@@ -1,4 +1,4 @@
-"""Atomic writes: a killed process never leaves a file or directory that looks complete (targets.md).
+"""Atomic writes: a killed process never leaves a file or directory that looks complete (docs/architecture.md).
 
 Files are written under a temporary name and renamed (`write_atomic`); directories are built as a
 temporary sibling and moved into place (`replace_dir`), which datasets, checkpoints and model

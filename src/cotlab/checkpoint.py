@@ -1,8 +1,7 @@
 """Models on disk: the final model as a Hugging Face Llama directory, and step-N resume checkpoints.
 
 HF format. `save_hf` writes config.json + model.safetensors that
-`transformers.LlamaForCausalLM.from_pretrained(dir)` loads (the authors' model class, experiments.md
-§1), under HF parameter names, with the tied output layer omitted as HF itself does. Our RoPE uses
+`transformers.LlamaForCausalLM.from_pretrained(dir)` loads (the authors' model class, docs/models.md), under HF parameter names, with the tied output layer omitted as HF itself does. Our RoPE uses
 HF's `rotate_half` convention, so q/k weights map 1:1 with no permutation (unlike Meta-format
 checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`).
 

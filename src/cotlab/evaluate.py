@@ -5,7 +5,7 @@
                     [--data-id ID]
 
 Reads RUN_DIR/final (the model) and RUN_DIR/config.json (the trained prompt format and precision)
-and scores the first N rows of the eval split, greedy with the KV cache (experiments.md §3). The
+and scores the first N rows of the eval split, greedy with the KV cache (docs/evaluation.md). The
 data must be an eval split (train rows would score memorisation) of the run's data point, and,
 given `--data-id`, carry that data_id in its manifest (the one the workflow planned).
 

@@ -85,7 +85,7 @@ def _names(keep) -> str:
 
 
 class RecipeConfig(Section):
-    """CoT-Recipe (data.md §4.4): row idx of n is CoT with probability min(scale·(idx/n)^alpha + p0, p1)."""
+    """CoT-Recipe (docs/prompts.md): row idx of n is CoT with probability min(scale·(idx/n)^alpha + p0, p1)."""
 
     alpha: float
     """Exponent, >= 0; YAML `.inf` (+inf) gives r = 0 and 0 gives r = 1 (IEEE pow)."""
@@ -112,7 +112,7 @@ class RecipeConfig(Section):
 
 
 class PromptConfig(Section):
-    """How rows become prompts: the format, the CoT-Recipe and the eval-time edits (data.md §3, §4)."""
+    """How rows become prompts: the format, the CoT-Recipe and the eval-time edits (docs/prompts.md)."""
 
     format: FormatName = "cot"
     """standard/cot need special_tokens off; the *_special_token formats need them on."""

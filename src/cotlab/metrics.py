@@ -1,4 +1,4 @@
-"""Eval-set scoring: greedy KV-cache decoding, scored per row and reduced as in experiments.md §3.
+"""Eval-set scoring: greedy KV-cache decoding, scored per row and reduced as in docs/evaluation.md.
 
 `score_rows` renders each eval row's prompt (K-1 demonstrations + the query's inputs) in the
 run's format and decodes greedily: C tokens for cot, 1 for standard; for the special-token
@@ -6,7 +6,7 @@ formats up to the longest form of the query's rest (C+5 tokens, one fewer when a
 stopping at ⟨eos⟩. It keeps every row's outcome (`RowScores`); `reduce_scores` turns them into:
 
 - `answer_acc`: plain formats: the token generated at `answer_pos` equals y_C. Special-token
-  formats (experiments.md §6): the generation up to its first ⟨eos⟩ must end in
+  formats (docs/reproduce.md): the generation up to its first ⟨eos⟩ must end in
   ⟨as⟩ y ⟨ae⟩ ⟨eos⟩, and y must equal y_C. `format_acc` is the share with that ending and
   `gen_len_p50` the (lower) median generated length, ⟨eos⟩ included.
 - `chain_acc_{i}` / `chain_loss_{i}`: position by position and unconditional on earlier tokens:
@@ -17,7 +17,7 @@ stopping at ⟨eos⟩. It keeps every row's outcome (`RowScores`); `reduce_score
 - `eval_loss`: teacher-forced CE over every labelled position of the same rows, token-weighted.
 - `global_majority_baseline`: always answering the eval set's most frequent y_C (its share).
 - `majority_baseline`: the in-context majority (the most frequent y_C among the K-1
-  demonstrations, ties to the smallest id) scored on the query (data.md §5); NaN when K = 1.
+  demonstrations, ties to the smallest id) scored on the query (docs/data.md); NaN when K = 1.
 
 `evaluate_accuracy` (the trainer's eval) shards the rows across ranks (rank r takes rows r, r+W,
 ...) and all-reduces the sums once, so any world size gives the single-process values (up to float
@@ -121,7 +121,7 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
             stop = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), n_new)  # (B,) first ⟨eos⟩
             valid = ((stop >= 2) & (stop < n_new)
                      & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"]))
-            if prompt_cfg.force != "answer":  # a forced ⟨as⟩ sits in the prompt (experiments.md §6)
+            if prompt_cfg.force != "answer":  # a forced ⟨as⟩ sits in the prompt (docs/reproduce.md)
                 valid &= (stop >= 3) & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"])
             answer = valid & (tokens[rows_b, (stop - 2).clamp(min=0)] == y_answer)
             gen_len = (stop + 1).clamp(max=n_new)

@@ -1,4 +1,4 @@
-"""A Llama-style decoder (the authors' HF `LlamaForCausalLM`, experiments.md §1) in one file.
+"""A Llama-style decoder (the authors' HF `LlamaForCausalLM`, docs/models.md) in one file.
 
 RMSNorm, rotary position embeddings (HF Llama convention: `rotate_half` on the two halves of a
 head, so HF weights map 1:1 without a permutation), grouped-query attention through
@@ -171,7 +171,7 @@ class Transformer(nn.Module):
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.layers = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        # The output projection is tied to tok_embeddings (experiments.md §1): no separate weight.
+        # The output projection is tied to tok_embeddings (docs/models.md): no separate weight.
 
     @torch.no_grad()
     def init_weights(self, seed: int) -> None:

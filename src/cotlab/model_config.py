@@ -79,7 +79,7 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
     "smoke-tf8": dict(n_layer=2, **_SMOKE),
     "smoke-tf12": dict(n_layer=3, **_SMOKE),
 }
-"""Named sizes (experiments.md §1); all share rope_theta 5e5, norm_eps 1e-6, max_seq_len 131072."""
+"""Named sizes (docs/models.md); all share rope_theta 5e5, norm_eps 1e-6, max_seq_len 131072."""
 
 
 def model_config(name: str, vocab_size: int, **overrides: Any) -> ModelConfig:

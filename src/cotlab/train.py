@@ -5,7 +5,7 @@
     cotlab train ... --nproc 2                       # re-executes itself under torchrun
     torchrun --nproc-per-node 2 -m cotlab.train ...  # the same
 
-The recipe is the authors' (experiments.md §2): AdamW (lr 5e-5, betas (0.9, 0.999), eps 1e-8,
+The recipe is the authors' (docs/training.md): AdamW (lr 5e-5, betas (0.9, 0.999), eps 1e-8,
 weight decay 0.01) at a constant lr, no clipping, next-token CE over the labelled positions only,
 evaluated at step 0 and every `eval_every` steps. The global batch is `batch_size` sequences
 whatever the world size: rank r trains on its slice of the same global batch, and the loss is

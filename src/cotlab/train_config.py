@@ -26,7 +26,7 @@ class TrainConfig(Section):
     model: str = "smoke-tf8"
     """Named size from cotlab.model.MODEL_SIZES (tf4/tf8/tf12, smoke-tf4/8/12)."""
     batch_size: int = 64
-    """Global batch in sequences, split evenly over the ranks (experiments.md §2: 64)."""
+    """Global batch in sequences, split evenly over the ranks (docs/training.md: 64)."""
     n_train: int | None = None
     """Training sequences; steps = n_train // batch_size. null = one pass over the train split."""
     lr: float = 5e-5

@@ -39,6 +39,6 @@ def test_seed_interval_is_the_t_interval_of_the_mean():
 def test_model_table_counts_parameters():
     table = model_table(["tf4", "smoke-tf8"], [64, 1024])
     counts = dict(zip(zip(table["model"], table["vocab_size"]), table["n_params"]))
-    assert counts["tf4", 64] == 243_419_136  # experiments.md §1
+    assert counts["tf4", 64] == 243_419_136  # docs/models.md
     assert counts["tf4", 1024] == 245_385_216
     assert counts["smoke-tf8", 64] == 127_296

@@ -6,7 +6,7 @@ the wall-clock columns aside). Training jobs ask for a GPU (`--gpus=1`) when the
 (tests/workflow/slurm/cluster.sh fakes them with device nodes; CPU torch trains on the CPU either way).
 
 Where SLURM is absent: in CI (`CI` set) as root with apt-get, the session fixture installs and starts
-a one-node cluster with tests/workflow/slurm/cluster.sh (spec/slurm-local.md) and stops it at the end;
+a one-node cluster with tests/workflow/slurm/cluster.sh (docs/slurm.md) and stops it at the end;
 otherwise the test is skipped.
 """
 
@@ -76,7 +76,7 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path: Path) -> None:
     # The profile's partition and GPUs, adapted to whatever cluster answers here.
     partition = next(p.rstrip("*") for p in sinfo("%P").split() if p.endswith("*"))
     gpus = 1 if "gpu" in sinfo("%G") else 0
-    try:  # bounded: the executor can poll forever once it loses track of its jobs (slurm-local.md, pitfall 1)
+    try:  # bounded: the executor can poll forever once it loses track of its jobs (docs/slurm.md, pitfall 1)
         proc = snakemake(
             cluster, "--workflow-profile", str(PROFILE), "--verbose", "--retries", "0",
             "--slurm-init-seconds-before-status-checks", "2", "--config", f"train_gpus={gpus}",

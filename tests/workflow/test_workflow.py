@@ -1,6 +1,6 @@
 """The Snakemake workflow on a tiny config: a real run, then the exact jobs planned after each change.
 
-pipeline.md §5: changing a value reruns exactly the jobs whose resolved point changed and what is
+docs/architecture.md: changing a value reruns exactly the jobs whose resolved point changed and what is
 downstream of them. The planned jobs are read from `snakemake --summary` (one row per output file
 of every job in the DAG, its `plan` column "update pending" when the job would run), which applies
 the same rerun triggers (mtime, params, input, code, software-env) as a real run.
@@ -211,7 +211,7 @@ def test_paper_scale_plans_every_stage1_card() -> None:
     counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     jobs = workflow_jobs(STAGE1, "paper", REPO / "config")
-    assert counts["train"] == counts["evaluate"] == len(jobs.runs) == 150  # experiments.md §5.1
+    assert counts["train"] == counts["evaluate"] == len(jobs.runs) == 150  # docs/scales.md
     assert counts["generate"] == len(jobs.splits) and counts["coverage"] == len(jobs.coverage)
     assert all(counts[f"aggregate_{exp}"] == 1 for exp in STAGE1) and counts["claims"] == 1
 

@@ -1,5 +1,5 @@
 """Analyses of trained models and runs: embedding similarity, attention-to-parent precision,
-per-run summary tables and the paper's claims (experiments.md §3, fig_embed_sim, fig_attention).
+per-run summary tables and the paper's claims (docs/evaluation.md, fig_embed_sim, fig_attention).
 
 Nothing here imports matplotlib; training and `cotlab evaluate` share `model_analysis.analyse_model`.
 """

@@ -1,4 +1,4 @@
-"""Attention-to-parent precision and the query's attention map (card fig_attention, experiments.md §4).
+"""Attention-to-parent precision and the query's attention map (card fig_attention, docs/reproduce.md).
 
 Definition [ours]. Teacher-force the full cot sequence and take the last layer's attention,
 averaged over heads. For each chain token y_c of the query example (the last example), take the row

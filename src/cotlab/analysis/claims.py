@@ -20,7 +20,7 @@ positive; point estimates are never compared with `>` alone:
 | inconclusive | otherwise: the difference is within the noise |
 
 A comparison is *reached* when at least one of its runs lifts >= 0.1 above the trivial baseline
-at some evaluation (`lift_max`, experiments.md §5.2); an unreached comparison says nothing. There
+at some evaluation (`lift_max`, docs/claims.md); an unreached comparison says nothing. There
 is no blanket calibration rule (withdrawn in §5.2): each comparison stands on its own runs.
 
 **A claim's verdict** over its comparisons:

@@ -1,7 +1,6 @@
 """Embedding similarity between the data embedding E and a model's token embedding (card fig_embed_sim).
 
-The paper reports an "alignment of the left singular bases" without a formula; ours (experiments.md
-§4, fig_embed_sim): U_d = the d left singular vectors of E_data (V, d), U_t = the top-d left
+The paper reports an "alignment of the left singular bases" without a formula; ours (docs/reproduce.md, fig_embed_sim): U_d = the d left singular vectors of E_data (V, d), U_t = the top-d left
 singular vectors of the uncentred model embedding E_model (V, D), and
 
     sim = ||U_dᵀ U_t||_F² / d  in [0, 1],

@@ -1,6 +1,6 @@
 """Per-run summaries of learning curves, interval estimates and the model table (docs/tables.md).
 
-Per-run summary [ours] (experiments.md §3), from a run's eval curve (one row per eval step):
+Per-run summary [ours] (docs/evaluation.md), from a run's eval curve (one row per eval step):
 
 | column | definition |
 |---|---|

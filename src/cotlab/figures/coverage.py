@@ -1,4 +1,4 @@
-"""TokenCoverage (fig_token_coverage; data.md §5): which share of the vocabulary the chains reach.
+"""TokenCoverage (fig_token_coverage; docs/data.md): which share of the vocabulary the chains reach.
 
 The table has one row per (grid point, prefix n of its train split) with the metrics of
 `cotlab coverage` (cov_chain, cov_ans, answer entropy, majority baselines) plus the point's swept

@@ -31,7 +31,7 @@ NATURAL_LANGUAGE = (
 
 
 def node_name(node: int, n_inputs: int) -> str:
-    """DAG node id -> x_j / y_c (data.md conventions: node j < N is x_{j+1}, N+c-1 is y_c)."""
+    """DAG node id -> x_j / y_c (docs/data.md conventions: node j < N is x_{j+1}, N+c-1 is y_c)."""
     return f"x{node + 1}" if node < n_inputs else f"y{node - n_inputs + 1}"
 
 

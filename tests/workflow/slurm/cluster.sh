@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cluster.sh: a real one-node SLURM cluster on this Debian 12 host, for CI (run as root).
-# The verified recipe of spec/slurm-local.md; tests/workflow/test_slurm.py drives it. All state lives outside
+# The verified recipe of docs/slurm.md; tests/workflow/test_slurm.py drives it. All state lives outside
 # the repository (/etc/slurm, /run/slurm-local, /var/spool/slurm*, /var/log/slurm).
 #   cluster.sh install   apt packages (slurm-wlm, munge [+ slurmdbd, mariadb-server])
 #   cluster.sh up        write configs, start daemons, wait until the node is idle, smoke test
