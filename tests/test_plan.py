@@ -39,3 +39,18 @@ def test_plan_cli_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(CONFIG),
                 "--set", "scale=huge"]) == 2
     assert "scale='huge'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cadence", [-5, 0])
+def test_plan_rejects_a_card_with_a_bad_eval_cadence(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     cadence: int) -> None:
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "scales.yaml").write_text((CONFIG / "scales.yaml").read_text())
+    card = (CONFIG / "experiments" / "quickstart.yaml").read_text()
+    (tmp_path / "experiments" / "quickstart.yaml").write_text(card.replace("eval_every_seqs: 6400",
+                                                                           f"eval_every_seqs: {cadence}"))
+    assert cli(["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(tmp_path),
+                "--set", "experiments=[quickstart]", "--scale", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"cotlab plan: error: {tmp_path / 'experiments' / 'quickstart.yaml'}: "
+                   f"scales.smoke.base.eval_every_seqs={cadence}: must be a positive integer\n")

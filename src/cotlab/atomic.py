@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from cotlab.config import fail
+
 
 def write_atomic(path: str | Path, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)`` on a temp name in `path`'s directory, then rename it to `path`.
@@ -70,3 +72,15 @@ def remove_stale_temps(out: Path) -> None:
         if (path.name.startswith(out.name + ".") and kind in ("tmp", "old") and pid.isdigit()
                 and not pid_alive(int(pid))):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def check_writable(field: str, path: str | Path) -> None:
+    """Before any work: a one-line ConfigError naming `field` unless a file can be created beside
+    `path` (its directory is made if missing). Tries a real temp file: permission bits say nothing
+    for root, nor for /proc or /sys."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=Path(path).parent, prefix=".cotlab-probe-"):
+            pass
+    except OSError as exc:
+        fail(field, str(path), f"cannot be written ({exc.strerror or exc})")

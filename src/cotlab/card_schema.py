@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from cotlab.config import ConfigError, Section, fail, merge
+from cotlab.config import ConfigError, Section, fail, merge, require_positive
 from cotlab.formats import FormatName
 from cotlab.model_config import MODEL_SIZES
 
@@ -35,7 +35,12 @@ class Layer(Section):
     train: dict[str, Any] = {}
     """TrainConfig fields (model, batch_size, n_train, n_eval, lr, precision, prompt.*, ...)."""
     eval_every_seqs: int | None = None
-    """Eval (and checkpoint) cadence in sequences; becomes train.eval_every in steps of the run's batch."""
+    """Eval (and checkpoint) cadence in sequences, positive; becomes train.eval_every in steps of the run's batch."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Layer:
+        require_positive(self, "eval_every_seqs")
+        return self
 
 
 def check_seeds(seeds: int | None) -> None:
@@ -174,7 +179,8 @@ class Scale(Section):
 class WorkflowConfig(Section):
     """config/config.yaml; mirrors workflow/schemas/config.schema.yaml (`cotlab plan` reads it without Snakemake)."""
 
-    experiments: list[str]
+    experiments: list[str] | str
+    """Card ids, one card id, or `all` (every card under config/experiments/)."""
     scale: str
     train_gpus: int | None = None
     seeds: int | None = None

@@ -2,6 +2,8 @@
 
 Each command lives in its own module with ``add_arguments(parser)`` and ``main(args) -> int``.
 Modules are imported only when their command runs, so `cotlab generate` never imports torch.
+A bad value (ConfigError) or an OS error (no space, no permission, a file in the way) is one line
+on stderr, `cotlab <command>: error: ...`, and exit status 2; argparse's own errors exit 2 as well.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import sys
 
 from cotlab import __version__
-from cotlab.config import ConfigError
+from cotlab.config import ConfigError, clip
 
 # name -> (module, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `cotlab coverage DIR | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # no space, no permission, a file in the way: one line naming the path
+        reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+        where = "" if exc.filename is None else f"{clip(str(exc.filename))}: "
+        print(f"cotlab {name}: error: {where}{clip(reason)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -35,39 +36,79 @@ class Section(BaseModel):
         return self.model_dump(mode="json")
 
 
+MAX_ECHO = 200  # characters of a value echoed in an error message, at most
+_ECHO = reprlib.Repr()
+_ECHO.maxlevel, _ECHO.maxdict, _ECHO.maxlist, _ECHO.maxtuple, _ECHO.maxset = 3, 6, 8, 8, 6
+_ECHO.maxstring, _ECHO.maxother, _ECHO.maxlong = 120, 120, 40
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def short(value: Any) -> str:
+    """`repr(value)` shortened reprlib-style to one line of at most MAX_ECHO characters."""
+    try:
+        return clip(_ECHO.repr(value).replace("\n", "\\n"))
+    except ValueError:  # an int beyond Python's 4,300-digit str() limit
+        return f"<{type(value).__name__} too long to print>"
+
+
 def fail(field: str, value: Any, allowed: str) -> None:
-    """Raise the one-line error every check uses: ``field=value: allowed``."""
-    raise ConfigError(f"{field}={value!r}: {allowed}")
+    """Raise the one-line error every check uses: ``field=value: allowed`` (value shortened)."""
+    raise ConfigError(f"{clip(field, 80)}={short(value)}: {allowed}")
 
 
-def require_positive(section: BaseModel, *fields: str) -> None:
+def require_positive(section: BaseModel, *fields: str, limits: dict[str, int] | None = None) -> None:
+    """Each field is None or a positive integer, at most ``limits[field]`` where one is given."""
     for name in fields:
         value = getattr(section, name)
         if value is not None and value <= 0:
             fail(name, value, "must be a positive integer")
+    for name, most in (limits or {}).items():
+        value = getattr(section, name)
+        if value is not None and value > most:
+            fail(name, value, f"must be between 1 and {most} (the cap that bounds memory and time)")
+
+
+SEED_MAX = 2**32 - 1
+"""Seeds of every command (data, model init, shuffling) lie in [0, SEED_MAX]: what numpy's legacy
+seeding and every torch generator accept."""
+
+
+def check_seed(field: str, value: int | None) -> None:
+    """A one-line ConfigError unless `value` is None or a seed in [0, SEED_MAX]."""
+    if value is not None and not 0 <= value <= SEED_MAX:
+        fail(field, value, f"must be an integer seed in [0, {SEED_MAX}] (2**32 - 1)")
+
+
+DATA_LIMITS = {"vocab_size": 2**20, "n_dims": 4096, "n_inputs": 1000, "chain_length": 1000,
+               "n_examples": 10_000, "h_num_layers": 1000, "num_unique_h": 1_000_000, "n_sequences": 2**40}
+"""Caps of DataConfig's sizes: far above the paper's (V <= 1024, d <= 50, K <= 40, C <= 5), low enough
+that a typo fails at once; `cotlab generate` estimates what large combinations need."""
 
 
 class DataConfig(Section):
     """One data point of CoT-ICL Lab (data.md §1); field names follow the authors' code."""
 
     vocab_size: int = 1024
-    """V: token ids 0..V-1 (the top 9 are reserved when special_tokens is on)."""
+    """V: token ids 0..V-1 (the top 9 are reserved when special_tokens is on); at most 1,048,576 (2**20)."""
     n_dims: int = 10
-    """d: dimension of the data embedding E (V x d)."""
+    """d: dimension of the data embedding E (V x d); at most 4,096."""
     data_init_range: float = 1.0
     """s: E has i.i.d. N(0, s^2) entries."""
     n_inputs: int = 4
-    """N: input tokens per example."""
+    """N: input tokens per example; at most 1,000."""
     n_parents: int = 4
     """M: parents per chain token, M <= N."""
     chain_length: int = 2
-    """C: chain tokens per example; the last one is the answer."""
+    """C: chain tokens per example; the last one is the answer; at most 1,000."""
     n_examples: int = 40
-    """K: examples per sequence, the query included."""
+    """K: examples per sequence, the query included; at most 10,000."""
     activation: Literal["leaky_relu", "relu", "silu", "identity"] = "leaky_relu"
     """sigma, applied between processor layers and to the mean (leaky_relu slope 0.5)."""
     h_num_layers: int = 1
-    """L: bias-free d x d layers per token processor."""
+    """L: bias-free d x d layers per token processor; at most 1,000."""
     fixed_dag: bool = False
     """One DAG for every sequence (drawn from the seed unless `dag` pins it)."""
     dag: list[list[int]] | None = None
@@ -75,26 +116,27 @@ class DataConfig(Section):
     fixed_h: bool = False
     """Token processors from a pool built once per seed instead of fresh per sequence."""
     num_unique_h: int | None = None
-    """Pool size P when fixed_h: null = one fixed set of processors, an integer = a pool of P."""
+    """Pool size P when fixed_h: null = one fixed set of processors, an integer = a pool of P <= 1,000,000."""
     h_pool_mode: Literal["per_sequence", "per_position"] = "per_sequence"
     """per_sequence (paper 1): an entry is C processors; per_position (paper 2): one per step."""
     special_tokens: bool = False
     """Reserve the top 9 ids for pad/bos/eos/input/think/answer delimiters (paper 2)."""
     n_sequences: int = 10_000
-    """Rows in this split."""
+    """Rows in this split; at most 2**40 (`cotlab generate` also checks the disk it needs)."""
     seed: int = 42
-    """Base seed: E, pool and fixed DAG come from it; the train split uses it."""
+    """Base seed in [0, 2**32 - 1]: E, pool and fixed DAG come from it; the train split uses it."""
     eval_seed: int | None = None
-    """Seed of the eval split; null = seed + 1000."""
+    """Seed of the eval split in [0, 2**32 - 1]; null = seed + 1000 (so seed <= 2**32 - 1001 then)."""
 
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         require_positive(self, "vocab_size", "n_dims", "n_inputs", "n_parents", "chain_length",
-                         "n_examples", "h_num_layers", "n_sequences", "num_unique_h")
-        for name in ("seed", "eval_seed"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                fail(name, value, "must be a non-negative integer (numpy SeedSequence entropy)")
+                         "n_examples", "h_num_layers", "n_sequences", "num_unique_h", limits=DATA_LIMITS)
+        check_seed("seed", self.seed)
+        check_seed("eval_seed", self.eval_seed)
+        if self.eval_seed is None and self.seed > SEED_MAX - 1000:
+            fail("seed", self.seed, f"must be <= {SEED_MAX - 1000} when eval_seed is null (the eval "
+                 "split uses seed + 1000); set eval_seed")
         if not (math.isfinite(self.data_init_range) and self.data_init_range > 0):
             fail("data_init_range", self.data_init_range, "must be a positive finite number")
         if self.n_parents > self.n_inputs:
@@ -194,8 +236,34 @@ def data_id(cfg: DataConfig) -> str:
 S = TypeVar("S", bound=BaseModel)
 
 
+def _refuse(problem: str, event_or_node: Any) -> None:
+    raise yaml.MarkedYAMLError(problem=problem, problem_mark=event_or_node.start_mark)
+
+
 class YamlLoader(yaml.SafeLoader):
-    """yaml.safe_load that also reads `5e-5` and `1e6` as floats (YAML 1.1 wants a dot: `5.0e-5`)."""
+    """yaml.safe_load, stricter: no anchors or aliases (a 1 KB file of nested aliases expands to
+    gigabytes), no explicit tags (``!!python/object``, ``!!str``), no duplicate keys in a mapping;
+    and `5e-5` and `1e6` read as floats (YAML 1.1 wants a dot: `5.0e-5`)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            _refuse("anchors and aliases (&name, *name) are not allowed", event)
+        if getattr(event, "tag", None) is not None:
+            _refuse(f"tags are not allowed (found {short(event.tag)})", event)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges; flatten_mapping checks it
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:  # unhashable: SafeLoader says so
+                if key in seen:
+                    _refuse(f"duplicate key {short(key)}", key_node)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 YamlLoader.add_implicit_resolver(
@@ -204,8 +272,16 @@ YamlLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=YamlLoader)  # a SafeLoader: no arbitrary objects
+def yaml_load(text: str, where: str = "YAML") -> Any:
+    """`text` parsed by YamlLoader (a SafeLoader: no arbitrary objects); any problem is a one-line
+    ConfigError starting with `where` (and the line, for text of several lines)."""
+    try:
+        return yaml.load(text, Loader=YamlLoader)
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:  # nested thousands deep; > 4,300 digits
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        line = f" line {mark.line + 1}" if mark is not None and "\n" in text.strip() else ""
+        raise ConfigError(f"{where}{line}: invalid YAML: {clip(problem)}") from None
 
 
 def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -213,16 +289,17 @@ def parse_sets(sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in sets:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: must look like KEY=VALUE (e.g. vocab_size=64)")
+        where = f"--set {short(item)}"
+        if not sep or "" in key.split("."):
+            raise ConfigError(f"{where}: must look like KEY=VALUE (e.g. vocab_size=64 or prompt.format=cot)")
         node = out
         *parents, leaf = key.split(".")
-        for part in parents:
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
-        try:
-            node[leaf] = yaml_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: {clip('.'.join(parents[:depth + 1]), 80)} is already set to "
+                                  f"{short(node)}, which has no keys")
+        node[leaf] = yaml_load(raw, f"{where}: the value")
     return out
 
 
@@ -238,12 +315,21 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML file holding a mapping (empty: {}); a one-line ConfigError naming the file otherwise."""
     path = Path(path)
+    where = f"config file {short(str(path))}"
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r}: not found")
-    data = yaml_load(path.read_text()) or {}
+        raise ConfigError(f"{where}: not found")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: unreadable ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{where} line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x})") from None
+    data = yaml_load(text, where) or {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r}: must hold a mapping of keys to values")
+        raise ConfigError(f"{where}: must hold a mapping of keys to values")
     return data
 
 
@@ -278,20 +364,22 @@ def build(cls: type[S], values: dict[str, Any], prefix: str = "") -> S:
         return cls(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = tuple(str(part) for part in err["loc"])
+        loc = tuple(clip(str(part), 40) for part in err["loc"])
         where = prefix + "".join(part + "." for part in loc)
         cause = err.get("ctx", {}).get("error")
         if isinstance(cause, ConfigError):  # raised by a section's own checks: names its field
             raise ConfigError(where + str(cause)) from None
-        field = where.rstrip(".") or cls.__name__
+        field = where.removesuffix(".") or cls.__name__
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(_section_at(cls, err["loc"][:-1]).model_fields)
             raise ConfigError(f"{field}: unknown key; allowed keys are {allowed}") from None
-        raise ConfigError(f"{field}={err.get('input')!r}: {err['msg']}") from None
+        if err["type"] == "missing":  # its input is the whole enclosing mapping: not worth echoing
+            raise ConfigError(f"{field}: required, but not given") from None
+        raise ConfigError(f"{field}={short(err.get('input'))}: {err['msg']}") from None
     except ConfigError as exc:
         raise ConfigError(prefix + str(exc)) from None
-    except TypeError as exc:
-        raise ConfigError(f"{prefix or cls.__name__}: {exc}") from None
+    except TypeError as exc:  # values is not a mapping, or has a non-string key
+        raise ConfigError(f"{prefix or cls.__name__}: {clip(str(exc))}") from None
 
 
 def load(cls: type[S], file: str | Path | None = None, sets: list[str] | tuple[str, ...] = (),

@@ -38,7 +38,7 @@ import torch
 from cotlab.analysis.model_analysis import analyse_model
 from cotlab.analysis.similarity import chance_similarity
 from cotlab.analysis.tables import wilson_interval
-from cotlab.atomic import write_atomic
+from cotlab.atomic import check_writable, write_atomic
 from cotlab.checkpoint import load_hf
 from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets, read_json
 from cotlab.data.store import open_dataset
@@ -165,11 +165,14 @@ def main(args: argparse.Namespace) -> int:
         fail("batch-size", args.batch_size, "must be a positive integer")
     if out.suffix != ".parquet":
         fail("out", str(out), "must end in .parquet")
+    check_writable("out", out)
     device = resolve_device(args.device)
     run_cfg = read_run_config(run_dir)
     trained, offset = run_cfg["train"]["prompt"]["format"], run_cfg["train"]["prompt"].get("offset", 0)
     overrides = {"offset": offset, **parse_sets(args.sets)}  # ids live where training put them
     formats = None if args.formats is None else [f.strip() for f in args.formats.split(",") if f.strip()]
+    if formats == []:
+        fail("formats", args.formats, f"must name at least one format ({', '.join(FORMATS)})")
     dataset = open_dataset(args.eval_data)
     if dataset.split != "eval":
         fail("eval-data", args.eval_data, f"must be an eval split (this one is {dataset.split!r})")

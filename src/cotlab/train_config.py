@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from cotlab.config import Section, fail, require_positive
+from cotlab.config import Section, check_seed, fail, require_positive
 from cotlab.formats import PromptConfig
 from cotlab.model_config import MODEL_SIZES
 
@@ -81,8 +81,7 @@ class TrainConfig(Section):
             fail("weight_decay", self.weight_decay, "must be a finite number >= 0")
         if self.analysis_n < 0:
             fail("analysis_n", self.analysis_n, "must be >= 0")
-        if self.seed < 0:
-            fail("seed", self.seed, "must be >= 0")
+        check_seed("seed", self.seed)
         if not (math.isfinite(self.collective_timeout_s) and self.collective_timeout_s > 0):
             fail("collective_timeout_s", self.collective_timeout_s, "must be a positive finite number")
         if self.prompt.offset > MAX_PROMPT_OFFSET:

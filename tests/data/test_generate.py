@@ -340,3 +340,14 @@ def test_bad_run_options_are_one_line_errors():
         generate_rows(cfg, "test", 0, 10)
     assert len(generate_rows(cfg, "train", 5, 5)) == 0
     assert draw_rows(cfg, "train", 0, 0, 3, global_objects(cfg)).weights.shape == (3, 2, 1, 4, 4)
+
+
+def test_the_task_plan_is_lazy():
+    """Rows of a huge range start at once: the plan is not a list of 10**12 / 64 tasks built first
+    (which took minutes and then ran out of memory)."""
+    pieces = generate.iter_rows(small(), "train", 0, 10**12, chunk_size=64, workers=2)
+    first = next(pieces)
+    pieces.close()
+    assert len(first) == 64 and (first.seq_idx == np.arange(64)).all()
+    tail = list(generate.iter_rows(small(), "eval", 10**12 - 100, 10**12, chunk_size=64))
+    assert [len(p) for p in tail] == [64, 36] and tail[-1].seq_idx[-1] == 10**12 - 1

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cotlab.cli import main as cli_main
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.generate import Rows, generate_rows
 from cotlab.data.store import (PARQUET_OPTIONS, DatasetError, content_hash, data_id, is_up_to_date,
@@ -249,3 +252,69 @@ def test_cli_is_a_no_op_when_up_to_date(tmp_path):
     again = cli(*args)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert os.stat(tmp_path / "d" / "manifest.json").st_mtime_ns == mtime
+
+
+# --- what --out may be; OS errors while writing ------------------------------------------------
+
+@pytest.mark.parametrize("out, message", [
+    ("afile/x", "afile' is not a directory"),
+    ("afile", "exists and is not a directory"),
+    ("/proc/x", "cannot create a directory in '/proc'"),
+    ("/sys/x", "cannot create a directory in '/sys'"),
+    (".", "is or holds the working directory"),
+    ("..", "is or holds the working directory"),
+    ("{cwd}", "is or holds the working directory"),
+])
+def test_out_that_cannot_become_a_dataset(tmp_path, monkeypatch, out, message):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "afile").write_text("mine")
+    monkeypatch.chdir(work)
+    with pytest.raises(ConfigError) as err:
+        write_dataset(Path(out.format(cwd=work)), small(n_sequences=10), "train")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"--out={out.format(cwd=work)!r}: ")
+    assert [p.name for p in tmp_path.iterdir()] == ["work"]  # nothing written, not even a temp directory
+    assert [p.name for p in work.iterdir()] == ["afile"]
+
+
+@pytest.mark.parametrize("target, error", [
+    ("cotlab.data.store.pq.write_table", OSError(errno.ENOSPC, "No space left on device", "part-00000.parquet")),
+    ("cotlab.data.store.np.save", PermissionError(errno.EACCES, "Permission denied", "embedding.npy")),
+])
+def test_os_error_while_writing_leaves_nothing_half_written(tmp_path, monkeypatch, target, error):
+    out = tmp_path / "d"
+    write_dataset(out, small(n_sequences=100), "train")
+    before = open_dataset(out).manifest
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(target, broken)
+    with pytest.raises(ConfigError) as err:
+        write_dataset(out, small(n_sequences=200), "train")
+    assert str(err.value) == f"--out={str(out)!r}: cannot write {error.filename}: {error.strerror}"
+    assert [p.name for p in tmp_path.iterdir()] == ["d"] and open_dataset(out).manifest == before
+
+
+def test_cli_replaces_only_a_dataset_of_its_own_point_and_split(tmp_path, capsys):
+    out = tmp_path / "d"
+
+    def generate(split: str, *sets: str) -> int:
+        args = ["generate", "--out", str(out), "--split", split, "--set", "vocab_size=16", "--set", "n_examples=2"]
+        return cli_main([*args, *(item for s in sets for item in ("--set", s))])
+
+    assert generate("train", "n_sequences=20") == 0
+    first = open_dataset(out).manifest["data_id"]
+    assert generate("train", "n_sequences=30") == 0 and open_dataset(out).n_rows == 30  # resized: replaced
+    capsys.readouterr()
+    other = data_id(DataConfig(vocab_size=16, n_examples=2, seed=7))
+    for split, sets, ours in (("train", ["seed=7"], f"{other} train"), ("eval", [], f"{first} eval")):
+        assert generate(split, *sets) == 2
+        err = capsys.readouterr().err
+        assert err == (f"cotlab generate: error: --out={str(out)!r}: holds another cotlab dataset "
+                       f"({first} train), not {ours}; --force replaces it\n")
+        assert open_dataset(out).manifest["data_id"] == first
+    assert cli_main(["generate", "--out", str(out), "--split", "train", "--set", "vocab_size=16", "--set",
+                     "n_examples=2", "--set", "seed=7", "--force"]) == 0
+    assert open_dataset(out).manifest["data_id"] == other

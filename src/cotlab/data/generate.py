@@ -405,10 +405,10 @@ def iter_rows(cfg: DataConfig, split: str, start: int, stop: int, *, chunk_size:
 
 def _iter_rows(cfg: DataConfig, split: str, start: int, stop: int, chunk_size: int, device: str,
                workers: int) -> Iterator[Rows]:
-    plan = list(_tasks(start, stop, chunk_size, tile_rows(cfg, device)))
-    workers = min(workers, max(1, len(plan)))
+    plan, tasks = itertools.tee(_tasks(start, stop, chunk_size, tile_rows(cfg, device)))  # lazy
+    workers = min(workers, max(1, -(-(stop - start) // chunk_size)))  # <= the number of tasks
     cfg_json = cfg.model_dump_json()
-    calls = ((cfg_json, split, block, lo, hi, device == "cpu") for block, lo, hi, _, _ in plan)
+    calls = ((cfg_json, split, block, lo, hi, device == "cpu") for block, lo, hi, _, _ in tasks)
     glob = None if device == "cpu" else _cached_globals(cfg_json)
     for (_, _, _, offset, n), result in zip(plan, _run(calls, workers)):
         if isinstance(result, Draws):

@@ -4,13 +4,16 @@
     cotlab generate --out results/data/<data_id>/eval --split eval --config point.yaml --workers 2
 
 The config is DataConfig (defaults < --config YAML < --set KEY=VALUE); n_sequences is the number
-of rows of this split. Everything is checked before any work. A directory that already holds this
-exact dataset (same data_id, split and rows, verified) is left alone unless --force.
+of rows of this split. Everything is checked before any work, the job's memory and disk estimates
+included. A directory that already holds this exact dataset (same data_id, split and rows,
+verified) is left alone unless --force; one of another data point or split is replaced only with
+--force.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from tqdm import tqdm  # noqa: E402
 
 from cotlab.config import DataConfig, load  # noqa: E402
 from cotlab.data.generate import check_run_options  # noqa: E402
+from cotlab.data.preflight import check_fits, check_replaces_only_itself  # noqa: E402
 from cotlab.data.store import check_out_dir, data_id, is_up_to_date, write_dataset  # noqa: E402
 
 
@@ -46,7 +50,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows per task, at most one 1,024-row block (default 1024); bounds "
                              "memory, never changes the output")
     parser.add_argument("--force", action="store_true",
-                        help="regenerate even if DIR already holds this exact dataset")
+                        help="regenerate even if DIR already holds this exact dataset, and replace a "
+                             "dataset of another data point or split there (refused without it)")
+    parser.add_argument("--max-memory", type=positive_float, default=None, metavar="GiB",
+                        help="refuse a job whose estimated memory exceeds this (default: this "
+                             "machine's RAM); its disk must fit the free space at DIR in any case")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,6 +75,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.out}: already holds {data_id(cfg)} {args.split} ({cfg.n_sequences} rows); "
               "nothing to do (--force regenerates)")
         return 0
+    if not args.force:
+        check_replaces_only_itself(args.out, cfg, args.split)
+    check_fits(args.out, cfg, args.chunk_size, args.workers, args.max_memory)
     with tqdm(total=cfg.n_sequences, unit="seq", unit_scale=True, disable=None,
               desc=f"generate {args.split}") as bar:
         manifest = write_dataset(args.out, cfg, args.split, chunk_size=args.chunk_size,

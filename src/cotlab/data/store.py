@@ -7,10 +7,11 @@ Layout of a split directory DIR:
     part-00000.parquet  65,536 rows per shard in canonical row order, one row per sequence
 
 Writes are atomic: everything goes into the sibling DIR.tmp-<pid>, the manifest last, and the
-finished directory is renamed to DIR, so a killed run never leaves a DIR that loads. Rerunning
-`cotlab generate` removes temp directories of dead runs. An existing complete DIR with the same
-data_id, split and row count is left alone (nothing to do); any other cotlab dataset at DIR is
-replaced; a DIR that is not a cotlab dataset is refused.
+finished directory is renamed to DIR, so a killed run (or an OS error: no space, no permission)
+never leaves a DIR that loads. Rerunning `cotlab generate` removes temp directories of dead runs.
+An existing complete DIR with the same data_id, split and row count is left alone (nothing to do);
+`write_dataset` replaces any other cotlab dataset at DIR (`cotlab generate` one of the same data_id
+and split, others with --force); a DIR that is not a cotlab dataset is refused.
 
 Hashes are over the decoded columns, not the Parquet bytes (data.md §6.4): a shard's
 content_sha256 is SHA-256 over its columns in schema order, each as the int64 list offsets (list
@@ -24,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,8 @@ import pyarrow.parquet as pq
 
 import cotlab
 from cotlab.atomic import remove_stale_temps, replace_dir
-from cotlab.config import GENERATOR_VERSION, ConfigError, DataConfig, build, data_id, read_json, resolved_data
+from cotlab.config import (GENERATOR_VERSION, ConfigError, DataConfig, build, data_id, read_json,
+                           clip, resolved_data, short)
 from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
                                   global_objects, iter_rows)
 
@@ -150,21 +153,38 @@ def _shards(pieces: Iterator[Rows]) -> Iterator[Rows]:
 
 
 def check_out_dir(out: Path) -> None:
-    """Refuse to replace anything at `out` that is not a cotlab dataset (before any work)."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ConfigError(f"--out={str(out)!r}: exists and is not a directory")
-    if any(out.iterdir()) and not _is_cotlab_dataset(out):
-        raise ConfigError(f"--out={str(out)!r}: exists and is not a cotlab dataset (no cotlab "
+    """Refuse, before any work, an `out` that cannot become a dataset directory: one holding the working
+    directory, one that cannot be created (below a file, /proc, no permission), or not a cotlab dataset."""
+    out, where = Path(out), f"--out={short(str(out))}"
+    if out.name in ("", ".", "..") or Path.cwd().is_relative_to(out.resolve()):
+        raise ConfigError(f"{where}: is or holds the working directory, which the finished dataset "
+                          "would replace; name a directory for it (e.g. --out data/train)")
+    parent = existing_parent(out)
+    if not parent.is_dir():
+        raise ConfigError(f"{where}: {short(str(parent))} is not a directory")
+    try:  # the one sure test of /proc, /sys, read-only mounts, permissions: make a directory there
+        os.rmdir(tempfile.mkdtemp(prefix=".cotlab-probe-", dir=parent))
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot create a directory in {short(str(parent))} ({exc.strerror})") from None
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{where}: exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and cotlab_manifest(out) is None:
+        raise ConfigError(f"{where}: exists and is not a cotlab dataset (no cotlab "
                           "manifest.json); remove it or choose another directory")
 
 
-def _is_cotlab_dataset(path: Path) -> bool:
+def existing_parent(path: Path) -> Path:
+    """The nearest existing directory above `path` (or file in the way)."""
+    return next(p for p in path.absolute().parents if p.exists())
+
+
+def cotlab_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of the cotlab dataset at `path` (complete or not, unverified), or None."""
     try:
-        return json.loads((path / "manifest.json").read_text()).get("format") == FORMAT
+        manifest = json.loads((path / "manifest.json").read_text())
+        return manifest if manifest.get("format") == FORMAT else None
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
 
 
 def is_up_to_date(out: Path, cfg: DataConfig, split: str) -> bool:
@@ -190,17 +210,21 @@ def write_dataset(out: str | Path, cfg: DataConfig, split: str, *, chunk_size: i
     split_seed = cfg.split_seed(split)
     check_run_options(chunk_size, device, workers)
     check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        manifest = _write_split(tmp, cfg, split, split_seed, chunk_size, device, workers, progress)
-    except BaseException:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out)
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        manifest = _write_split(tmp, cfg, split, split_seed, chunk_size, device, workers, progress)
+        replace_dir(tmp, out)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # ENOSPC, EACCES, EROFS, ...: nothing half-written is left
+            reason = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"--out={short(str(out))}: cannot write {exc.filename or tmp}: "
+                              f"{clip(reason)}") from None
         raise
-    replace_dir(tmp, out)
     return manifest
 
 
