@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from cotlab.config import (MAX_ECHO, SEED_MAX, ConfigError, DataConfig, build, check_seed, data_id, load,
-                           parse_sets, set_items, short)
+from cotlab.config import MAX_ECHO, SEED_MAX, ConfigError, DataConfig, build, check_seed, data_id, short
+from cotlab.yamlio import load, parse_sets, set_items
 
 BAD = [
     (["n_parents=5"], "n_parents=5: must be <= n_inputs (4)"),

@@ -20,7 +20,8 @@ import torch
 
 from cotlab.checkpoint import load_hf
 from cotlab.cli import main as cli
-from cotlab.config import ConfigError, build, load
+from cotlab.config import ConfigError, build
+from cotlab.yamlio import load
 from cotlab.data.coverage import in_context_majority
 from cotlab.data.loader import load_rows
 from cotlab.formats import PromptConfig

@@ -36,7 +36,7 @@ from cotlab.analysis.attention import parent_chance
 from cotlab.analysis.claims import CLAIMS, evaluate_claims
 from cotlab.analysis.tables import model_order, model_table, summarise_runs, wilson_interval
 from cotlab.atomic import write_atomic
-from cotlab.config import ConfigError, DataConfig, fail, read_yaml
+from cotlab.config import ConfigError, DataConfig, fail
 from cotlab.data.coverage import token_coverage
 from cotlab.data.store import open_dataset
 from cotlab.figures import attention, coverage, curves, positions, teaser
@@ -45,6 +45,7 @@ from cotlab.figures.teaser import teaser_table
 from cotlab.formats import FORMATS
 from cotlab.jobs import workflow_jobs
 from cotlab.layout import Layout
+from cotlab.yamlio import read_yaml
 
 IDENTITY_COLUMNS = ("run_id", "data_id", "card", "source", "scale", "model", "size", "format", "seed")
 CURVE_IDENTITY = ("run_id", "card", "scale", "model", "size", "format", "seed")

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from cotlab.card_schema import SCALES, Card, Layer, Override, Scale
-from cotlab.config import ConfigError, DataConfig, build, data_id, merge, read_yaml, stable_hash
+from cotlab.config import ConfigError, DataConfig, build, data_id, merge, stable_hash
 from cotlab.formats import FORMATS
 from cotlab.train_config import TrainConfig
+from cotlab.yamlio import read_yaml
 
 SPLITS = ("train", "eval")
 

@@ -40,13 +40,14 @@ from cotlab.analysis.similarity import chance_similarity
 from cotlab.analysis.tables import wilson_interval
 from cotlab.atomic import check_writable, write_atomic
 from cotlab.checkpoint import load_hf
-from cotlab.config import ConfigError, DataConfig, build, fail, parse_sets, read_json
+from cotlab.config import ConfigError, DataConfig, build, fail, read_json
 from cotlab.data.store import open_dataset
 from cotlab.formats import FORMATS, PromptConfig, evaluated_formats
 from cotlab.layout import eval_companions
 from cotlab.train_job import check_data_id
 from cotlab.metrics import reduce_scores, score_rows
 from cotlab.precision import set_precision
+from cotlab.yamlio import parse_sets
 
 ACCURACY_METRICS = ("answer_acc", "majority_baseline", "global_majority_baseline", "format_acc")
 

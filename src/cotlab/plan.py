@@ -19,10 +19,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cotlab.config import merge, parse_sets, read_yaml
+from cotlab.config import merge
 from cotlab.cards import Run
 from cotlab.formats import FORMATS
 from cotlab.jobs import workflow_config, workflow_jobs
+from cotlab.yamlio import parse_sets, read_yaml
 
 TF4_TOKENS_PER_S = 344_000.0
 SMALL_STEP_TOKENS = 8_192   # below this many tokens per step the GPU is under-used

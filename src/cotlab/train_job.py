@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from cotlab.config import ConfigError, fail, load, read_json
+from cotlab.config import ConfigError, fail, read_json
 from cotlab.data.store import Dataset, open_dataset
 from cotlab.model_config import ModelConfig, model_config
 from cotlab.train_config import TrainConfig
+from cotlab.yamlio import load
 
 
 @dataclass

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cotlab.config import ConfigError, DataConfig, build, load
+from cotlab.config import ConfigError, DataConfig, build
+from cotlab.yamlio import load
 from cotlab.data.generate import Rows
 from cotlab.formats import PromptConfig, RecipeConfig
 from cotlab.data.prompts import (IGNORE, cot_examples, recipe_probability,

@@ -19,7 +19,8 @@ from snakemake.utils import validate
 
 from cotlab.analysis.claims import CLAIMS
 from cotlab.cards import load_card
-from cotlab.config import ConfigError, set_items
+from cotlab.config import ConfigError
+from cotlab.yamlio import set_items
 from cotlab.jobs import coverage_sizes, workflow_config, workflow_jobs
 from cotlab.locks import clear_stale_locks
 from cotlab.plan import train_seconds

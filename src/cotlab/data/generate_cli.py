@@ -24,10 +24,11 @@ for _name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 from tqdm import tqdm  # noqa: E402
 
-from cotlab.config import DataConfig, load  # noqa: E402
+from cotlab.config import DataConfig  # noqa: E402
 from cotlab.data.generate import check_run_options  # noqa: E402
 from cotlab.data.preflight import check_fits, check_replaces_only_itself  # noqa: E402
 from cotlab.data.store import check_out_dir, data_id, is_up_to_date, write_dataset  # noqa: E402
+from cotlab.yamlio import load  # noqa: E402
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
