@@ -57,3 +57,8 @@ def test_coverage_sizes_are_a_log_grid_ending_at_the_split() -> None:
     assert jobs.coverage_sizes(256) == [100, 256]
     assert jobs.coverage_sizes(20_000) == [100, 1000, 10_000, 20_000]
     assert jobs.coverage_sizes(1000) == [100, 1000]
+
+
+def test_a_config_dir_without_cards_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^config-dir='.*missing': holds no cards"):
+        jobs.workflow_config({"experiments": ["quickstart"], "scale": "smoke"}, tmp_path / "missing")

@@ -149,6 +149,9 @@ def workflow_config(values: dict[str, Any], config_dir: str | Path = "config") -
     train_gpus >= 0; `experiments` comes back as a list."""
     cfg = build(WorkflowConfig, values)
     known = card_ids(config_dir)
+    if not known:
+        raise ConfigError(f"config-dir={str(config_dir)!r}: holds no cards (experiments/<id>.yaml); "
+                          "run from the repository root or pass --config-dir")
     if isinstance(cfg.experiments, str):  # `experiments=all` or a bare card id on the command line
         cfg = cfg.model_copy(update={"experiments": known if cfg.experiments == "all" else [cfg.experiments]})
     for exp_id in cfg.experiments:
