@@ -57,6 +57,8 @@ def test_train_cli_end_to_end(data, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cotlab.cli", *train_args(data, out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    # The log says where the run is and how long it has left.
+    assert re.search(r"step +0/8 \|.* ETA \?$", proc.stdout, re.M) and re.search(r"step +8/8 \|.* ETA 0s$", proc.stdout, re.M)
 
     metrics = pd.read_parquet(out / "metrics.parquet")
     required = ["step", "seqs_seen", "tokens_seen", "train_loss", "eval_loss", "answer_acc",

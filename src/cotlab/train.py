@@ -274,9 +274,11 @@ class Trainer:
         if self.rank == 0:
             write_metrics(self.job.out, self.state.metrics)
             self.bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['answer_acc']:.3f}")
-            self.bar.write(f"step {row['step']:>7} | train_loss {row['train_loss']:.4f} | eval_loss "
+            steps = self.job.steps  # the ETA assumes the pace so far (evaluations included)
+            eta = f"{row['elapsed_s'] / step * (steps - step):.0f}s" if step else "?"
+            self.bar.write(f"step {step:>7}/{steps} | train_loss {row['train_loss']:.4f} | eval_loss "
                            f"{row['eval_loss']:.4f} | answer_acc {row['answer_acc']:.4f} | majority "
-                           f"{row['majority_baseline']:.4f} | {row['elapsed_s']:.1f}s")
+                           f"{row['majority_baseline']:.4f} | {row['elapsed_s']:.1f}s, ETA {eta}")
 
     def save(self, step: int) -> None:
         """Write the resume checkpoint of `step` (every rank must call it)."""
