@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cotlab.config import fail
+from cotlab.config import ConfigError, short
 
 
 def write_atomic(path: str | Path, write: Callable[[str], object]) -> None:
@@ -74,13 +74,19 @@ def remove_stale_temps(out: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def check_writable(field: str, path: str | Path) -> None:
-    """Before any work: a one-line ConfigError naming `field` unless a file can be created beside
-    `path` (its directory is made if missing). Tries a real temp file: permission bits say nothing
-    for root, nor for /proc or /sys."""
+def existing_parent(path: Path) -> Path:
+    """The nearest existing directory above `path` (or file in the way)."""
+    return next(p for p in Path(path).absolute().parents if p.exists())
+
+
+def check_creatable(where: str, path: str | Path) -> None:
+    """Before any work: a one-line ConfigError starting with `where` unless `path` can be created,
+    tested by making (and removing) a directory in its nearest existing parent; permission bits
+    say nothing for root, nor for /proc, /sys or read-only mounts. Nothing is left behind."""
+    parent = existing_parent(Path(path))
+    if not parent.is_dir():
+        raise ConfigError(f"{where}: {short(str(parent))} is not a directory")
     try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=Path(path).parent, prefix=".cotlab-probe-"):
-            pass
+        os.rmdir(tempfile.mkdtemp(prefix=".cotlab-probe-", dir=parent))
     except OSError as exc:
-        fail(field, str(path), f"cannot be written ({exc.strerror or exc})")
+        raise ConfigError(f"{where}: cannot create a directory in {short(str(parent))} ({exc.strerror})") from None

@@ -38,9 +38,9 @@ import torch
 from cotlab.analysis.model_analysis import analyse_model
 from cotlab.analysis.similarity import chance_similarity
 from cotlab.analysis.tables import wilson_interval
-from cotlab.atomic import check_writable, write_atomic
+from cotlab.atomic import check_creatable, write_atomic
 from cotlab.checkpoint import load_hf
-from cotlab.config import ConfigError, DataConfig, build, fail, read_json
+from cotlab.config import ConfigError, DataConfig, build, fail, read_json, short
 from cotlab.data.store import open_dataset
 from cotlab.formats import FORMATS, PromptConfig, evaluated_formats
 from cotlab.layout import eval_companions
@@ -166,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
         fail("batch-size", args.batch_size, "must be a positive integer")
     if out.suffix != ".parquet":
         fail("out", str(out), "must end in .parquet")
-    check_writable("out", out)
+    check_creatable(f"out={short(str(out))}", out)
     device = resolve_device(args.device)
     run_cfg = read_run_config(run_dir)
     trained, offset = run_cfg["train"]["prompt"]["format"], run_cfg["train"]["prompt"].get("offset", 0)

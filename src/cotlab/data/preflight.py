@@ -25,7 +25,8 @@ from pathlib import Path
 
 from cotlab.config import ConfigError, DataConfig, clip, data_id, short
 from cotlab.data.generate import BLOCK_SIZE, tile_rows
-from cotlab.data.store import ROWS_PER_SHARD, cotlab_manifest, existing_parent
+from cotlab.atomic import existing_parent
+from cotlab.data.store import ROWS_PER_SHARD, cotlab_manifest
 
 GIB = 2**30
 

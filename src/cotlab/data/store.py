@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import cotlab
-from cotlab.atomic import remove_stale_temps, replace_dir
+from cotlab.atomic import check_creatable, remove_stale_temps, replace_dir
 from cotlab.config import (GENERATOR_VERSION, ConfigError, DataConfig, build, data_id, read_json,
                            clip, resolved_data, short)
 from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
@@ -159,23 +158,12 @@ def check_out_dir(out: Path) -> None:
     if out.name in ("", ".", "..") or Path.cwd().is_relative_to(out.resolve()):
         raise ConfigError(f"{where}: is or holds the working directory, which the finished dataset "
                           "would replace; name a directory for it (e.g. --out data/train)")
-    parent = existing_parent(out)
-    if not parent.is_dir():
-        raise ConfigError(f"{where}: {short(str(parent))} is not a directory")
-    try:  # the one sure test of /proc, /sys, read-only mounts, permissions: make a directory there
-        os.rmdir(tempfile.mkdtemp(prefix=".cotlab-probe-", dir=parent))
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot create a directory in {short(str(parent))} ({exc.strerror})") from None
+    check_creatable(where, out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{where}: exists and is not a directory")
     if out.exists() and any(out.iterdir()) and cotlab_manifest(out) is None:
         raise ConfigError(f"{where}: exists and is not a cotlab dataset (no cotlab "
                           "manifest.json); remove it or choose another directory")
-
-
-def existing_parent(path: Path) -> Path:
-    """The nearest existing directory above `path` (or file in the way)."""
-    return next(p for p in path.absolute().parents if p.exists())
 
 
 def cotlab_manifest(path: Path) -> dict[str, Any] | None:
