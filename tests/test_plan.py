@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import STAGE1
 from cotlab.cli import main as cli
+from cotlab.jobs import workflow_jobs
 from cotlab.plan import plan_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,3 +56,52 @@ def test_plan_rejects_a_card_with_a_bad_eval_cadence(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert err == (f"cotlab plan: error: {tmp_path / 'experiments' / 'quickstart.yaml'}: "
                    f"scales.smoke.base.eval_every_seqs={cadence}: must be a positive integer\n")
+
+
+def test_plan_prices_a_cpu_scale_from_its_measured_throughput(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """One run, round speeds, minutes by hand. T = K·(N+1) = 16·5 = 80 (standard), 16·6 = 96 (cot).
+    generate 3,200 + 100 rows at 100/s = 33 s; train 3,200·80 tokens at 1,000/s = 256 s; evals during
+    training at steps 0, 50, 100: 3·100·80 = 24,000 tokens, `cotlab evaluate` 100·(96 + 80) = 17,600,
+    both at 500/s = 83.2 s. (33 + 256 + 83.2) s over 2 cores = 3.10 min, over 1 core 6.20 min."""
+    scales = yaml.safe_load((CONFIG / "scales.yaml").read_text())
+    scales["cpu"]["cpu_throughput"] = {"generate": 100, "coverage": 1, "train": {"cpu-tf4": 1000}, "evaluate": {"cpu-tf4": 500}}
+    (tmp_path / "scales.yaml").write_text(yaml.safe_dump(scales))
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "one.yaml").write_text(yaml.safe_dump({
+        "title": "t", "models": ["tf4"], "formats": ["standard"], "seeds": 1,
+        "base": {"data": {"vocab_size": 16, "n_inputs": 4, "n_parents": 2, "chain_length": 2, "n_examples": 16}},
+        "scales": {"cpu": {"base": {"train": {"n_train": 3200, "n_eval": 100}, "eval_every_seqs": 1600}}}}))
+    rows, gpus = plan_table(["one"], "cpu", str(tmp_path))
+    assert gpus == 0 and rows[0]["train_tokens"] == 256_000
+    assert rows[0]["cpu_minutes"] == pytest.approx(372.2 / 2 / 60)
+    assert plan_table(["one"], "cpu", str(tmp_path), cores=1)[0][0]["cpu_minutes"] == pytest.approx(372.2 / 60)
+    args = ["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(tmp_path), "--scale", "cpu",
+            "--set", "experiments=[one]"]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "CPU min (2 cores)" in out and re.search(r"^one\s+2\s+1\s+1\s+0\s+1\s+0\.3\s+3\.1$", out, re.M), out
+    # a size without a measured speed is a named error, not a silent zero
+    scales["cpu"]["cpu_throughput"]["train"] = {"cpu-tf8": 1000}
+    (tmp_path / "scales.yaml").write_text(yaml.safe_dump(scales))
+    assert cli(args) == 2
+    assert "scales.cpu.cpu_throughput: no measured speed for model 'cpu-tf4'" in capsys.readouterr().err
+    assert cli([*args[:-2], "--set", "experiments=[one]", "--cores", "0"]) == 2
+    assert "--cores=0: must be a positive integer" in capsys.readouterr().err
+
+
+def test_every_paper_card_plans_within_an_hour_at_cpu_scale() -> None:
+    """The `cpu` scale's promise, priced at its measured throughput on 2 cores, with >= 2 seeds: every
+    card that trains runs of its own fits in an hour; a reusing card (fig_attention, ...) trains
+    nothing beyond its sources' runs, so once they ran it costs its aggregate alone."""
+    rows, gpus = plan_table(STAGE1, "cpu", str(CONFIG))
+    jobs = workflow_jobs(STAGE1, "cpu", str(CONFIG))
+    assert gpus == 0
+    for row in rows[:-1]:
+        card = jobs.cards[row["experiment"]]
+        if card.reuse:
+            sources = {run for source in card.reuse for run in jobs.runs_of[source]}
+            assert set(jobs.runs_of[row["experiment"]]) <= sources
+        else:
+            assert row["cpu_minutes"] <= 60, row
+    assert {run.replicate for run in jobs.runs.values()} == {0, 1}

@@ -352,3 +352,21 @@ def test_a_nan_loss_stops_the_run_before_it_is_recorded(data, tmp_path, capsys, 
     assert capsys.readouterr().err.strip() == "cotlab train: error: train_loss became nan at step 3 (lr=5e-05)"
     assert pd.read_parquet(out / "metrics.parquet")["step"].tolist() == [0]  # step 4's eval never ran
     assert not (out / "checkpoints").exists() and not (out / "final").exists()
+
+
+def test_tensorboard_logger_writes_the_metrics_of_every_evaluation(data, tmp_path):
+    """--set logger=tensorboard: the scalars in RUN_DIR/tensorboard are metrics.parquet's rows, step for
+    step; without it no event file is written. A rerun with it resumes (the logger changes no result)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    plain, logged = tmp_path / "plain", tmp_path / "logged"
+    assert cli(train_args(data, plain)) == 0
+    assert not (plain / "tensorboard").exists()
+    assert cli(train_args(data, logged, sets=[*TINY, "logger=tensorboard"])) == 0
+    events = EventAccumulator(str(logged / "tensorboard")).Reload()
+    metrics = pd.read_parquet(logged / "metrics.parquet")
+    for name in ("answer_acc", "eval_loss", "majority_baseline"):
+        scalars = events.Scalars(name)
+        assert [s.step for s in scalars] == metrics["step"].tolist()
+        assert [s.value for s in scalars] == pytest.approx(metrics[name].tolist(), rel=1e-6)
+    assert pd.read_parquet(plain / "metrics.parquet")["answer_acc"].tolist() == metrics["answer_acc"].tolist()

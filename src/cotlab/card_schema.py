@@ -18,7 +18,7 @@ from cotlab.model_config import MODEL_SIZES
 
 MODELS = ("tf4", "tf8", "tf12")
 """Card model names: the paper's depths. A scale maps them to sizes (`Scale.model_sizes`)."""
-SCALES = ("smoke", "mini", "reduced", "paper")
+SCALES = ("smoke", "cpu", "mini", "reduced", "paper")
 KINDS = ("runs", "coverage", "data", "models", "hparams")
 """runs: train + evaluate each grid point; coverage: `cotlab coverage` of each point's train split;
 data: the aggregate draws a generated dataset (fig_teaser); models: the architecture table of the
@@ -143,8 +143,35 @@ class RuleResources(Section):
         return self
 
 
+class CpuThroughput(Section):
+    """Measured speed of one single-thread job of each CPU rule (benchmarks/bench_cpu_scale.py writes
+    it); `cotlab plan` turns it into CPU minutes per card."""
+
+    generate: float
+    """Sequences per second of `cotlab generate`."""
+    coverage: float
+    """Sequences per second of `cotlab coverage`."""
+    train: dict[str, float]
+    """MODEL_SIZES key -> training tokens per second of `cotlab train`'s optimizer steps."""
+    evaluate: dict[str, float]
+    """MODEL_SIZES key -> prompt tokens per second of `cotlab evaluate` (also prices in-training evals)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> CpuThroughput:
+        for rule in ("train", "evaluate"):
+            for size, rate in getattr(self, rule).items():
+                if size not in MODEL_SIZES:
+                    fail(f"cpu_throughput.{rule}.{size}", size, f"must be one of {', '.join(MODEL_SIZES)}")
+                if not rate > 0:
+                    fail(f"cpu_throughput.{rule}.{size}", rate, "must be a positive number")
+        for rule in ("generate", "coverage"):
+            if not getattr(self, rule) > 0:
+                fail(f"cpu_throughput.{rule}", getattr(self, rule), "must be a positive number")
+        return self
+
+
 class Scale(Section):
-    """One scale of every card (experiments.md §5)."""
+    """One scale of every card (docs/scales.md)."""
 
     description: str
     defaults: Layer = Layer()
@@ -160,6 +187,8 @@ class Scale(Section):
     seeds: int = 1
     """Replicates of every run unless a card says otherwise."""
     resources: dict[Literal[RULES], RuleResources] = {}  # type: ignore[valid-type]
+    cpu_throughput: CpuThroughput | None = None
+    """A CPU scale's measured job speeds; `cotlab plan` then prints CPU minutes per card."""
 
     @model_validator(mode="after")
     def _check(self) -> Scale:

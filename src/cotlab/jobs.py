@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cotlab.card_schema import RULES, Card, RuleResources, WorkflowConfig
+from cotlab.card_schema import RULES, Card, CpuThroughput, RuleResources, WorkflowConfig
 from cotlab.cards import (DataPoint, Point, Run, card_ids, check_runs, expand, load_card, load_scale,
                           load_scales, points, resolve_card)
 from cotlab.config import ConfigError, build
@@ -35,6 +35,8 @@ class Jobs:
     config_dir: str
     seeds: int | None = None
     """Replicates of every run when the workflow config sets them (else each card's or scale's)."""
+    cpu_throughput: CpuThroughput | None = None
+    """The scale's measured CPU job speeds, if it is a CPU scale (`cotlab plan`)."""
     cards: dict[str, Card] = field(default_factory=dict)
     runs: dict[str, Run] = field(default_factory=dict)
     data: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -112,7 +114,7 @@ def workflow_jobs(experiments: list[str], scale: str, config_dir: str | Path = "
     """The job table of `experiments` at `scale`; every run's TrainConfig is validated here."""
     sc = load_scale(scale, config_dir)
     jobs = Jobs(Layout(scale, results), {k: sc.resources.get(k, RuleResources()) for k in RULES}, str(config_dir),
-                seeds)
+                seeds, sc.cpu_throughput)
     for exp_id in experiments:
         jobs.add_card(exp_id)
     check_runs(list(jobs.runs.values()))

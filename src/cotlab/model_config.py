@@ -71,6 +71,8 @@ class ModelConfig(Section):
 
 _PAPER = dict(d_model=2048, n_head=32, n_kv_head=8, d_ff=8192)  # Llama-3.2-1B widths [code]
 _SMOKE = dict(d_model=64, n_head=4, n_kv_head=2, d_ff=256)  # [ours] CI-sized, same structure
+# [ours] The `cpu` scale keeps the paper's depths at the smoke width: 4/8/12 layers are what its
+# cards compare; width is what a 2-core CPU cannot afford (docs/scales.md).
 MODEL_SIZES: dict[str, dict[str, Any]] = {
     "tf4": dict(n_layer=4, **_PAPER),
     "tf8": dict(n_layer=8, **_PAPER),
@@ -78,6 +80,9 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
     "smoke-tf4": dict(n_layer=1, **_SMOKE),
     "smoke-tf8": dict(n_layer=2, **_SMOKE),
     "smoke-tf12": dict(n_layer=3, **_SMOKE),
+    "cpu-tf4": dict(n_layer=4, **_SMOKE),
+    "cpu-tf8": dict(n_layer=8, **_SMOKE),
+    "cpu-tf12": dict(n_layer=12, **_SMOKE),
 }
 """Named sizes (docs/models.md); all share rope_theta 5e5, norm_eps 1e-6, max_seq_len 131072."""
 

@@ -1,17 +1,25 @@
-"""`cotlab plan`: jobs, training tokens and estimated GPU hours of a workflow config, before anything runs.
+"""`cotlab plan`: jobs, training tokens and estimated GPU hours (or CPU minutes) of a workflow config,
+before anything runs.
 
     cotlab plan --config config/config.yaml --set experiments='[fig_vocab,fig_examples]' --scale reduced
+    cotlab plan --scale cpu --set experiments=all --cores 2
 
 One row per experiment, then a total in which jobs shared between experiments (the same run_id or
-data_id) count once. The estimate is the throughput model of experiments.md §5.1, measured on one
-H100 (bf16, compiled):
+data_id) count once.
+
+GPU scales use a throughput model measured on one H100 (bf16, compiled; docs/scales.md):
 
     R = 344k tokens/s for TF-4, divided by L/4 (TF-8 172k, TF-12 115k), x0.8 when B*T < 8k tokens/step
     run time = n_train * T / (R * G) * 1.15 (evals, analyses) + 30 s (compile)
 
 with T the run's sequence length and G its GPUs (DDP taken as linear). GPU hours are run time x G.
-Smoke runs use tiny models on the CPU, where the model does not apply: they count no GPU hours.
 The workflow takes twice this estimate as the SLURM time limit of a training job.
+
+A CPU scale (`cpu`) carries its own measured job speeds (`cpu_throughput` in config/scales.yaml,
+written by benchmarks/bench_cpu_scale.py): generate and coverage sequences/s, train tokens/s per model size (optimizer
+steps alone) and evaluate prompt tokens/s, which also prices the evaluations during training. A card's CPU minutes are the seconds of all its
+single-thread jobs divided by the cores they share, a lower bound of the wall time that the last,
+longest job can stretch. Scales with neither (smoke) count neither hours nor minutes.
 """
 
 from __future__ import annotations
@@ -19,10 +27,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cotlab.config import merge
+from cotlab.config import ConfigError, merge
 from cotlab.cards import Run
-from cotlab.formats import FORMATS
-from cotlab.jobs import workflow_config, workflow_jobs
+from cotlab.formats import FORMATS, evaluated_formats
+from cotlab.jobs import Jobs, coverage_sizes, workflow_config, workflow_jobs
 from cotlab.yamlio import parse_sets, read_yaml
 
 TF4_TOKENS_PER_S = 344_000.0
@@ -43,6 +51,34 @@ def tokens(run: Run) -> int:
     return run.train["n_train"] * sequence_length(run)
 
 
+def eval_tokens(run: Run) -> int:
+    """Prompt tokens `cotlab evaluate` scores for a run: n_eval sequences in each evaluated format."""
+    data = run.data.data
+    formats = evaluated_formats(bool(data.get("special_tokens")))
+    return run.train["n_eval"] * sum(FORMATS[f].sequence_length(data["n_examples"], data["n_inputs"],
+                                                                 data["chain_length"]) for f in formats)
+
+
+def in_training_eval_tokens(run: Run) -> int:
+    """Prompt tokens of a run's evaluations during training: n_eval sequences in its own format at
+    step 0, every eval_every steps and the last step."""
+    steps = run.train["n_train"] // run.train["batch_size"]
+    every = run.train["eval_every"]
+    return (steps // every + 1 + (steps % every != 0)) * run.train["n_eval"] * sequence_length(run)
+
+
+def cpu_job_seconds(jobs: Jobs, run_ids: set[str], splits: set[tuple[str, str, int]],
+                    coverage: set[tuple[str, int]]) -> float:
+    """Single-thread seconds of a set of runs (train with its evaluations, evaluate), dataset splits
+    (generate) and coverage jobs (every prefix size they measure) at the scale's measured CPU throughput."""
+    speed = jobs.cpu_throughput
+    runs = [jobs.runs[r] for r in run_ids]
+    return (sum(n_rows for _, _, n_rows in splits) / speed.generate
+            + sum(sum(coverage_sizes(n_rows)) for _, n_rows in coverage) / speed.coverage
+            + sum(tokens(r) / speed.train[r.train["model"]]
+                  + (in_training_eval_tokens(r) + eval_tokens(r)) / speed.evaluate[r.train["model"]] for r in runs))
+
+
 def train_seconds(run: Run, gpus: int) -> float:
     """Estimated wall time of one training run on `gpus` H100s (1 if 0: the model is a GPU model)."""
     layers = int(run.model.removeprefix("tf"))  # card names tf4/tf8/tf12 carry the paper depth
@@ -52,19 +88,28 @@ def train_seconds(run: Run, gpus: int) -> float:
     return tokens(run) / (rate * max(gpus, 1)) * OVERHEAD_FACTOR + STARTUP_S
 
 
-def plan_table(experiments: list[str], scale: str, config_dir: str = "config",
-               train_gpus: int | None = None, seeds: int | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Rows (experiment, generate, train, evaluate, coverage, aggregate, train_tokens, gpu_hours), the last
+def plan_table(experiments: list[str], scale: str, config_dir: str = "config", train_gpus: int | None = None,
+               seeds: int | None = None, cores: int = 2) -> tuple[list[dict[str, Any]], int]:
+    """Rows (experiment, generate, train, evaluate, coverage, aggregate, train_tokens, gpu_hours, and
+    cpu_minutes on `cores` cores for a CPU scale that has measured throughput, else None), the last
     one 'total', and the GPUs per training run (`train_gpus`, or the scale's when None)."""
     jobs = workflow_jobs(experiments, scale, config_dir, seeds=seeds)
     gpus = jobs.resources["train"].gpus if train_gpus is None else train_gpus
+    on_cpu = gpus == 0 and jobs.cpu_throughput is not None
+    if on_cpu:
+        measured = set(jobs.cpu_throughput.train) & set(jobs.cpu_throughput.evaluate)
+        for run in jobs.runs.values():
+            if run.train["model"] not in measured:
+                raise ConfigError(f"scales.{scale}.cpu_throughput: no measured speed for model "
+                                  f"{run.train['model']!r} (run {run.run_id}); measured: {', '.join(sorted(measured))}")
 
     def row(name: str, run_ids: set[str], splits: set, coverage: set, aggregates: int) -> dict[str, Any]:
         runs = [jobs.runs[r] for r in sorted(run_ids)]
         seconds = sum(train_seconds(r, gpus) for r in runs)
         return {"experiment": name, "generate": len(splits), "train": len(runs), "evaluate": len(runs),
                 "coverage": len(coverage), "aggregate": aggregates, "train_tokens": sum(tokens(r) for r in runs),
-                "gpu_hours": seconds * gpus / 3600}
+                "gpu_hours": seconds * gpus / 3600,
+                "cpu_minutes": cpu_job_seconds(jobs, run_ids, splits, coverage) / cores / 60 if on_cpu else None}
 
     rows = []
     for exp_id in experiments:
@@ -81,11 +126,14 @@ def plan_table(experiments: list[str], scale: str, config_dir: str = "config",
     return rows, gpus
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table; tokens in millions, hours to two decimals."""
-    header = ["experiment", "generate", "train", "evaluate", "coverage", "aggregate", "tokens (M)", "GPU h"]
+def format_table(rows: list[dict[str, Any]], cores: int = 2) -> str:
+    """A plain-text table; tokens in millions, GPU hours to two decimals or CPU minutes to one."""
+    on_cpu = rows[-1]["cpu_minutes"] is not None
+    header = ["experiment", "generate", "train", "evaluate", "coverage", "aggregate", "tokens (M)",
+              f"CPU min ({cores} cores)" if on_cpu else "GPU h"]
     body = [[r["experiment"], *(str(r[k]) for k in ("generate", "train", "evaluate", "coverage", "aggregate")),
-             f"{r['train_tokens'] / 1e6:,.1f}", f"{r['gpu_hours']:.2f}"] for r in rows]
+             f"{r['train_tokens'] / 1e6:,.1f}", f"{r['cpu_minutes']:.1f}" if on_cpu else f"{r['gpu_hours']:.2f}"]
+            for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
 
     def fmt(line: list[str]) -> str:
@@ -101,18 +149,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. experiments='[fig_vocab]' (YAML value; repeatable)")
     parser.add_argument("--scale", help="shorthand for --set scale=S")
     parser.add_argument("--config-dir", default="config", help="cards and scales.yaml (default: %(default)s)")
+    parser.add_argument("--cores", type=int, default=2,
+                        help="CPU cores the jobs of a CPU scale share, for its minutes (default: %(default)s)")
 
 
 def main(args: argparse.Namespace) -> int:
     values = merge(read_yaml(args.config), parse_sets(args.set))
     if args.scale is not None:
         values["scale"] = args.scale
+    if args.cores < 1:
+        raise ConfigError(f"--cores={args.cores}: must be a positive integer")
     cfg = workflow_config(values, args.config_dir)
-    rows, gpus = plan_table(cfg.experiments, cfg.scale, args.config_dir, cfg.train_gpus, cfg.seeds)
+    rows, gpus = plan_table(cfg.experiments, cfg.scale, args.config_dir, cfg.train_gpus, cfg.seeds, args.cores)
     where = f"{gpus} GPU(s) per training run" if gpus else "CPU (no GPU hours)"
     print(f"scale {cfg.scale}: {where}; shared jobs count once in the total")
-    print(format_table(rows))
-    if not gpus:
-        print("smoke-sized models run on the CPU; the throughput model (experiments.md §5.1) is for GPUs")
+    print(format_table(rows, args.cores))
+    if rows[-1]["cpu_minutes"] is not None:
+        print(f"CPU minutes: every job's single-thread seconds at the scale's measured throughput, over {args.cores} "
+              "cores (a lower bound of the wall time; docs/scales.md)")
+    elif not gpus:
+        print("this scale has no measured CPU throughput, and the GPU throughput model does not apply to it")
     return 0
 

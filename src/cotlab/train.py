@@ -167,6 +167,11 @@ class Trainer:
         self.started = time.perf_counter() - self.state.elapsed_s
         self.bar = tqdm(total=job.steps, initial=self.state.step, desc="train", unit="step",
                         dynamic_ncols=True, disable=None if rank == 0 else True)
+        self.board = None
+        if rank == 0 and cfg.logger == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter  # optional extra: imported only when asked
+            # purge_step: after a resume, TensorBoard drops what the killed run logged past the checkpoint
+            self.board = SummaryWriter(str(job.out / "tensorboard"), purge_step=self.state.step or None)
 
     def resume(self) -> TrainState:
         """Load the newest intact checkpoint (weights, moments, RNG, loader position); a fresh state if none.
@@ -273,6 +278,11 @@ class Trainer:
         self.state.interval_steps = 0
         if self.rank == 0:
             write_metrics(self.job.out, self.state.metrics)
+            if self.board is not None:
+                for name, value in row.items():
+                    if name != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                        self.board.add_scalar(name, value, step)
+                self.board.flush()
             self.bar.set_postfix(loss=f"{row['train_loss']:.4f}", acc=f"{row['answer_acc']:.3f}")
             steps = self.job.steps  # the ETA assumes the pace so far (evaluations included)
             eta = f"{row['elapsed_s'] / step * (steps - step):.0f}s" if step else "?"
@@ -291,6 +301,8 @@ class Trainer:
         out, state = self.job.out, self.state
         save_hf(self.model, out / "final")
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        if self.board is not None:
+            self.board.close()
         tokens_per_s = state.tokens_seen / max(state.elapsed_s, 1e-9)
         print0(self.rank, f"done: {self.job.steps} steps, {state.tokens_seen:,} tokens in "
                           f"{state.elapsed_s:.1f}s ({tokens_per_s:,.0f} tokens/s), model in {out / 'final'}")

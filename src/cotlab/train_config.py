@@ -60,6 +60,9 @@ class TrainConfig(Section):
     """DDP: seconds a rank waits in a collective for the others before the job fails (gloo's and
     nccl's own default is 30 minutes). Bounds how long a stalled rank holds the job; it must exceed
     the longest rank-0-only pause (writing a checkpoint or final/, the analyses at an eval)."""
+    logger: Literal["none", "tensorboard"] = "none"
+    """tensorboard: also write each evaluation's metrics as TensorBoard scalars to RUN_DIR/tensorboard
+    (needs the `tensorboard` extra); metrics.parquet is written either way."""
     prompt: PromptConfig = PromptConfig()
     """Prompt format, recipe and eval-time edits (cotlab.data.prompts)."""
 

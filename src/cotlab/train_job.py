@@ -9,6 +9,8 @@ dataset it planned, and a path that now holds another one must not train silentl
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,8 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
             world_size: int, data_id: str | None = None) -> TrainJob:
     """Load and cross-check every input; raise a one-line ConfigError on the first problem."""
     cfg = load(TrainConfig, config, sets)
+    if cfg.logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        fail("logger", cfg.logger, "needs the tensorboard package: pip install -e '.[tensorboard]'")
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if device_type == "cuda" else "fp32")
 
@@ -108,8 +112,8 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
 
 
 # Settings a rerun may change without changing any result (Snakemake caps threads at --cores; the
-# collective timeout only decides how long a stalled rank may hold the job).
-RESULT_NEUTRAL = ("threads", "eval_batch_size", "collective_timeout_s")
+# collective timeout only decides how long a stalled rank may hold the job; the logger only copies).
+RESULT_NEUTRAL = ("threads", "eval_batch_size", "collective_timeout_s", "logger")
 
 
 def without_neutral(resolved: dict[str, Any]) -> dict[str, Any]:

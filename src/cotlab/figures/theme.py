@@ -21,10 +21,11 @@ from cotlab.formats import FORMATS  # noqa: E402
 
 _BLUE, _ORANGE, _GREEN, _RED, _PURPLE, _BROWN, _PINK, _GREY, _YELLOW, _CYAN = sns.color_palette("colorblind", 10)
 
-MODEL_COLORS = {"tf4": _BLUE, "tf8": _ORANGE, "tf12": _GREEN,
-                "smoke-tf4": _BLUE, "smoke-tf8": _ORANGE, "smoke-tf12": _GREEN}
-MODEL_LABELS = {"tf4": "TF-4", "tf8": "TF-8", "tf12": "TF-12",
-                "smoke-tf4": "TF-4 (smoke)", "smoke-tf8": "TF-8 (smoke)", "smoke-tf12": "TF-12 (smoke)"}
+# A scale's stand-in sizes (smoke-tf4, cpu-tf4) share their paper model's colour; the label names the scale.
+_PAPER_MODELS = {"tf4": (_BLUE, "TF-4"), "tf8": (_ORANGE, "TF-8"), "tf12": (_GREEN, "TF-12")}
+MODEL_COLORS = {f"{p}{m}": c for m, (c, _) in _PAPER_MODELS.items() for p in ("", "smoke-", "cpu-")}
+MODEL_LABELS = {f"{p}{m}": label + (f" ({p[:-1]})" if p else "")
+                for m, (_, label) in _PAPER_MODELS.items() for p in ("", "smoke-", "cpu-")}
 FORMAT_LABELS = {name: f.label for name, f in FORMATS.items()}
 # CoT solid red, standard dashed dark grey, the mixed recipe dotted cyan (same look with special tokens)
 FORMAT_DASHES = {name: (1, 1) if f.mixed else "" if f.with_cot else (4, 2) for name, f in FORMATS.items()}
