@@ -1,5 +1,8 @@
 """One table and figure per experiment card, captioned for `snakemake --report`
-from workflow/report/<id>.rst. One rule per card, so that each figure gets its own caption file."""
+from workflow/report/<id>.rst. One rule per card, so that each figure gets its own caption file.
+In the report each card is a category (its scale the subcategory) holding its figure and tables,
+and claims.csv has a category of its own (see `aggregate_outputs` and workflow/report/workflow.rst).
+"""
 
 for _exp in WORKFLOW.experiments:
 
@@ -10,14 +13,16 @@ for _exp in WORKFLOW.experiments:
             JOBS.inputs_of(PLANS[_exp]),
         output:
             **aggregate_outputs(_exp),
-        params:
-            plan=json.dumps(PLANS[_exp], sort_keys=True),
         log:
             LAYOUT.log("aggregate", _exp),
+        conda:
+            "../envs/cotlab.yaml"
         threads: RES["aggregate"].threads
         resources:
             mem_mb=RES["aggregate"].mem_mb,
             runtime=RES["aggregate"].runtime,
+        params:
+            plan=json.dumps(PLANS[_exp], sort_keys=True),
         script:
             "../scripts/aggregate.py"
 
@@ -27,14 +32,22 @@ rule claims:
     input:
         **claims_inputs(),
     output:
-        report(LAYOUT.claims(), caption="../report/claims.rst", category="Tables"),
-    params:
-        cards=CLAIM_CARDS,
+        report(
+            LAYOUT.claims(),
+            caption="../report/claims.rst",
+            category="claims",
+            subcategory=WORKFLOW.scale,
+            labels={"file": "claims table"},
+        ),
     log:
         LAYOUT.log("aggregate", "claims"),
+    conda:
+        "../envs/cotlab.yaml"
     threads: RES["aggregate"].threads
     resources:
         mem_mb=RES["aggregate"].mem_mb,
         runtime=RES["aggregate"].runtime,
+    params:
+        cards=CLAIM_CARDS,
     script:
         "../scripts/aggregate.py"

@@ -8,6 +8,7 @@ from `cotlab.layout` through `JOBS.layout`.
 """
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -40,14 +41,22 @@ _validate_file(f"{CONFIG_DIR}/scales.yaml", "../schemas/scales.schema.yaml")
 try:
     WORKFLOW = workflow_config(config, CONFIG_DIR)  # names every card that has no file
     for _exp in WORKFLOW.experiments:
-        _validate_file(f"{CONFIG_DIR}/experiments/{_exp}.yaml", "../schemas/card.schema.yaml")
+        _validate_file(
+            f"{CONFIG_DIR}/experiments/{_exp}.yaml", "../schemas/card.schema.yaml"
+        )
         for _source in load_card(_exp, CONFIG_DIR).reuse:
-            _validate_file(f"{CONFIG_DIR}/experiments/{_source}.yaml", "../schemas/card.schema.yaml")
-    JOBS = workflow_jobs(WORKFLOW.experiments, WORKFLOW.scale, CONFIG_DIR, RESULTS, WORKFLOW.seeds)
+            _validate_file(
+                f"{CONFIG_DIR}/experiments/{_source}.yaml",
+                "../schemas/card.schema.yaml",
+            )
+    JOBS = workflow_jobs(
+        WORKFLOW.experiments, WORKFLOW.scale, CONFIG_DIR, RESULTS, WORKFLOW.seeds
+    )
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
-if workflow.is_main_process:  # a run killed with SIGKILL leaves its locks: clear them if it is gone
+# A run killed with SIGKILL leaves its locks: clear them if it is gone.
+if workflow.is_main_process:
     _stale = clear_stale_locks(Path.cwd(), will_lock=not workflow.dryrun)
     if _stale:
         print(f"cotlab: {_stale}", file=sys.stderr)
@@ -86,37 +95,75 @@ def train_runtime(wildcards):
     return max(RES["train"].runtime, int(2 * estimate) + 1)
 
 
+# What each table of a card is called in the report, and its caption (a table card's one table
+# takes the card's caption).
+REPORT_TABLES = {
+    "summary": ("summary table", "../report/summary.rst"),
+    "curves": ("curves table", "../report/curves.rst"),
+}
+
+
 def aggregate_outputs(exp_id):
     """The card's tables (curves + summary for a training card), and its figure (png, pdf) unless
-    the card is a table. Captions: workflow/report/<id>.rst, or the generic card.rst for a new card."""
+    the card is a table. In the report the card is a category and its scale the subcategory: the
+    figure (png) and every table. Captions: workflow/report/<id>.rst, or the generic card.rst for
+    a new card; a training card's tables have the generic summary.rst and curves.rst.
+    """
     own = Path(workflow.basedir) / "report" / f"{exp_id}.rst"
     caption = f"../report/{exp_id if own.is_file() else 'card'}.rst"
-    out = dict(JOBS.tables_of(exp_id))
+
+    def in_report(path, label, caption):
+        return report(
+            path,
+            caption=caption,
+            category=exp_id,
+            subcategory=WORKFLOW.scale,
+            labels={"file": label},
+        )
+
+    out = {
+        kind: in_report(path, *REPORT_TABLES.get(kind, ("table", caption)))
+        for kind, path in JOBS.tables_of(exp_id).items()
+    }
     if JOBS.cards[exp_id].figure:
-        out["png"] = report(LAYOUT.figure(exp_id, "png"), caption=caption, category="Figures")
+        out["png"] = in_report(LAYOUT.figure(exp_id, "png"), "figure", caption)
         out["pdf"] = LAYOUT.figure(exp_id, "pdf")
-    else:
-        out["table"] = report(out["table"], caption=caption, category="Tables")
     return out
 
 
 def claims_inputs():
     """The curves and summary tables of every requested card that a claim compares."""
-    return {f"{card}_{kind}": path for card in CLAIM_CARDS for kind, path in JOBS.tables_of(card).items()}
+    return {
+        f"{card}_{kind}": path
+        for card in CLAIM_CARDS
+        for kind, path in JOBS.tables_of(card).items()
+    }
 
 
 def final_outputs():
-    outputs = [str(f) for exp_id in WORKFLOW.experiments for f in aggregate_outputs(exp_id).values()]
+    outputs = [
+        str(f)
+        for exp_id in WORKFLOW.experiments
+        for f in aggregate_outputs(exp_id).values()
+    ]
     return outputs + ([LAYOUT.claims()] if CLAIM_CARDS else [])
 
 
 def success_summary():
     """What a finished run prints last: the claims' verdicts and where the tables and figures are."""
-    lines = [f"cotlab: {', '.join(WORKFLOW.experiments)} at scale {WORKFLOW.scale} are done."]
+    lines = [
+        f"cotlab: {', '.join(WORKFLOW.experiments)} at scale {WORKFLOW.scale} are done."
+    ]
     if CLAIM_CARDS and Path(LAYOUT.claims()).is_file():
         claims = pd.read_csv(LAYOUT.claims())
         claims = claims[claims["card"].isin(CLAIM_CARDS)]
-        lines += ["claims:"] + [f"  {c:<28} {v}" for c, v in zip(claims["claim"], claims["verdict"])]
-    lines.append(f"tables: {Path(LAYOUT.claims()).parent}/   figures: {Path(LAYOUT.figure('x')).parent}/")
-    lines.append("report: snakemake --report results/report.html (with the same --config)")
+        lines += ["claims:"] + [
+            f"  {c:<28} {v}" for c, v in zip(claims["claim"], claims["verdict"])
+        ]
+    lines.append(
+        f"tables: {Path(LAYOUT.claims()).parent}/   figures: {Path(LAYOUT.figure('x')).parent}/"
+    )
+    lines.append(
+        "report: snakemake --report results/report.html (with the same --config)"
+    )
     return "\n".join(lines)

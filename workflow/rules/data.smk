@@ -5,14 +5,16 @@ rows); TokenCoverage of a training split for the coverage card."""
 rule generate:
     output:
         directory(LAYOUT.data("{data_id}", "{split}", "{n_rows}")),
-    params:
-        data=lambda wc: cli_sets(split_config(wc)),
     log:
         LAYOUT.log("generate", "{data_id}-{split}-{n_rows}"),
+    conda:
+        "../envs/cotlab.yaml"
     threads: RES["generate"].threads
     resources:
         mem_mb=RES["generate"].mem_mb,
         runtime=RES["generate"].runtime,
+    params:
+        data=lambda wc: cli_sets(split_config(wc)),
     shell:
         "cotlab generate --out {output} --split {wildcards.split} {params.data} --workers {threads}"
         " > {log} 2>&1"
@@ -23,14 +25,16 @@ rule coverage:
         LAYOUT.data("{data_id}", "train", "{n_rows}"),
     output:
         directory(LAYOUT.coverage("{data_id}", "{n_rows}")),
-    params:
-        sizes=lambda wc: " ".join(map(str, coverage_sizes(int(wc.n_rows)))),
     log:
         LAYOUT.log("coverage", "{data_id}-{n_rows}"),
+    conda:
+        "../envs/cotlab.yaml"
     threads: RES["coverage"].threads
     resources:
         mem_mb=RES["coverage"].mem_mb,
         runtime=RES["coverage"].runtime,
+    params:
+        sizes=lambda wc: " ".join(map(str, coverage_sizes(int(wc.n_rows)))),
     shell:
         "(mkdir -p {output} && for n in {params.sizes}; do"
         " cotlab coverage {input} --n $n > {output}/n$n.json; done) > {log} 2>&1"

@@ -9,17 +9,21 @@ rule evaluate:
         eval=lambda wc: JOBS.split_path(run_of(wc).data, "eval"),
     output:
         **LAYOUT.evaluation("{run_id}"),
-    params:
-        run_dir=LAYOUT.run("{run_id}"),
-        n_attn=lambda wc: run_of(wc).train.get("analysis_n", 256),
-        data_id=lambda wc: run_of(wc).data_id,  # evaluate refuses a split whose manifest says otherwise
     log:
         LAYOUT.log("evaluate", "{run_id}"),
+    conda:
+        "../envs/cotlab.yaml"
     threads: RES["evaluate"].threads
     resources:
         mem_mb=RES["evaluate"].mem_mb,
         runtime=RES["evaluate"].runtime,
         gpu=RES["evaluate"].gpus,
+    params:
+        # The run directory (runs/<run_id>/) from the final model's path inside it, not a hard-coded
+        # prefix, so that it follows the input wherever Snakemake stages it (`snakemake --lint`).
+        run_dir=lambda wc, input: os.path.dirname(input.final),
+        n_attn=lambda wc: run_of(wc).train.get("analysis_n", 256),
+        data_id=lambda wc: run_of(wc).data_id,  # evaluate refuses a split whose manifest says otherwise
     shell:
         "cotlab evaluate {params.run_dir} --eval-data {input.eval} --out {output.scores}"
         " --n-attn {params.n_attn} --data-id {params.data_id} > {log} 2>&1"

@@ -17,18 +17,20 @@ rule train:
     output:
         final=directory(LAYOUT.final("{run_id}")),
         metrics=LAYOUT.metrics("{run_id}"),
-    params:
-        train=lambda wc: cli_sets(run_of(wc).train),
-        run_dir=LAYOUT.run("{run_id}"),
-        data_id=lambda wc: run_of(wc).data_id,  # train refuses splits whose manifest says otherwise
     log:
         LAYOUT.log("train", "{run_id}"),
+    conda:
+        "../envs/cotlab.yaml"
     threads: RES["train"].threads
     resources:
         mem_mb=RES["train"].mem_mb,
         runtime=train_runtime,
         gpu=TRAIN_GPUS,  # the SLURM executor asks for --gpus=G (gpu_model in the profile pins a type)
         nproc=max(TRAIN_GPUS, 1),  # DDP ranks; a resource, not a param: it does not change the results
+    params:
+        train=lambda wc: cli_sets(run_of(wc).train),
+        run_dir=LAYOUT.run("{run_id}"),
+        data_id=lambda wc: run_of(wc).data_id,  # train refuses splits whose manifest says otherwise
     shell:
         "cotlab train --data {input.train} --eval-data {input.eval} --out {params.run_dir}"
         " --data-id {params.data_id} {params.train} --set threads={threads} --nproc {resources.nproc} > {log} 2>&1"
