@@ -269,3 +269,27 @@ def test_coverage_table_never_recomputes_a_missing_report(tmp_path):
     point = {"data_id": "x", "values": {}, "seed": 42, "data": {}, "files": {"coverage": str(tmp_path / "none")}}
     with pytest.raises(ConfigError, match="no n<N>.json reports"):
         aggregate.coverage_table([point])
+
+
+def test_a_cards_note_at_a_scale_is_printed_under_its_figure(tmp_path, monkeypatch):
+    """scales.<scale>.note reaches the figure: resolve_card carries it, the figure gets it as a text
+    under the axes (and the figure grows to hold it); a scale without a note draws none."""
+    from cotlab.cards import resolve_card
+    from cotlab.figures import theme
+
+    config = Path(__file__).resolve().parents[1] / "config"
+    assert resolve_card("fig_vocab", "cpu", str(config))["note"].startswith("At the cpu scale")
+    assert resolve_card("fig_vocab", "smoke", str(config))["note"] is None
+    figures = []
+    real_save = theme.save
+    monkeypatch.setattr(theme, "save", lambda fig, out, note=None: figures.append(fig) or real_save(fig, out, note))
+    runs, curves, finals = synthetic()
+    *_, table = aggregate.aggregate_runs(runs, curves, finals, PLOT)
+    aggregate.draw(table, PLOT, tmp_path / "plain.png")
+    aggregate.draw(table, {**PLOT, "note": "fresh H is not learned here"}, tmp_path / "noted.png")
+    plain, noted = figures
+    assert not any(t.get_text().startswith("Note:") for t in plain.texts)
+    assert [t.get_text() for t in noted.texts if t.get_text().startswith("Note:")] == [
+        "Note: fresh H is not learned here"]
+    from PIL import Image
+    assert Image.open(tmp_path / "noted.png").height > Image.open(tmp_path / "plain.png").height

@@ -257,7 +257,7 @@ def aggregate_card(plan: dict[str, Any], tables: dict[str, str | Path], png_out:
         write_csv(frame, tables[name])
     out = [str(tables[name]) for name in written]
     if png_out is not None and card["figure"] and plot.get("kind") != "table":
-        out += draw(table, plot, png_out, **extra)
+        out += draw(table, {**plot, "note": card.get("note")}, png_out, **extra)
     print(f"{card['id']} at scale {card['scale']} ({card['title']}): " + ", ".join(out))
     return out
 

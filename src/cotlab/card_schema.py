@@ -62,6 +62,9 @@ class Override(Section):
     models: list[Literal[MODELS]] | None = None  # type: ignore[valid-type]
     formats: list[FormatName] | None = None
     seeds: int | None = None
+    note: str | None = None
+    """What the card can and cannot show at this scale, in a sentence or two: printed under its figure,
+    in its report caption and in the gallery (e.g. a setting that does not learn on a CPU)."""
 
     @model_validator(mode="after")
     def _check(self) -> Override:

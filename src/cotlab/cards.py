@@ -243,7 +243,7 @@ def resolve_card(exp_id: str, scale: str, config_dir: str | Path = "config", see
             "data": data, "train": train, "eval_every_seqs": every, "sweep": sweep, "models": r.models,
             "model_sizes": {m: sc.model_sizes.get(m, m) for m in r.models}, "formats": r.formats,
             "seeds": r.seeds, "reseed_data": r.reseed_data, "plot": card.plot.to_dict(), "scale": scale,
-            "n_cov": sc.n_cov}
+            "n_cov": sc.n_cov, "note": card.scales.get(scale, Override()).note}
 
 
 def _grid(r: _Resolved) -> list[tuple[dict[str, Any], dict, dict, int | None]]:

@@ -94,7 +94,7 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str, maps: dict[str
         fig.colorbar(image, label="attention share\n(renormalised)", **where)
     handles = enc.handles(labels) + reference_handles(refs, ys, cot)
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.3), frameon=False)
-    return theme.save(fig, out_png)
+    return theme.save(fig, out_png, plot.get("note"))
 
 
 def draw_precision_vs_parents(column: np.ndarray, runs: pd.DataFrame, enc: Encoding, first_row: int) -> None:

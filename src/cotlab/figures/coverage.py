@@ -79,4 +79,4 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str) -> list[str]:
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
                title=theme.label(hue))
     fig.tight_layout()
-    return theme.save(fig, out_png)
+    return theme.save(fig, out_png, plot.get("note"))

@@ -195,4 +195,4 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str) -> list[str]:
     handles = enc.handles(size_labels(table)) + reference_handles(refs, ys, table)
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
-    return theme.save(fig, out_png)
+    return theme.save(fig, out_png, plot.get("note"))

@@ -96,4 +96,4 @@ def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str, dag: np.ndarra
     right.set_title(f"one CoT-ICL Lab sequence (V = {table['vocab_size'].iloc[0]}, σ = {activation}); "
                     "arrows: DAG parents of y_c", fontsize=8)
     fig.tight_layout()
-    return theme.save(fig, out_png)
+    return theme.save(fig, out_png, plot.get("note"))

@@ -7,6 +7,7 @@ dashed everywhere; the majority baseline is a grey dotted line and chance a grey
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -121,8 +122,12 @@ def value_label(column: str, value: object) -> str:
     return facet_title(column, value)
 
 
-def save(fig: plt.Figure, out_png: str) -> list[str]:
-    """Write <out>.png and <out>.pdf atomically (temp name, then rename) and close the figure."""
+def save(fig: plt.Figure, out_png: str, note: str | None = None) -> list[str]:
+    """Write <out>.png and <out>.pdf atomically (temp name, then rename) and close the figure; a card's
+    note at this scale (what it cannot show) goes under the figure, where nobody can miss it."""
+    if note:
+        fig.text(0.0, 0.0, textwrap.fill(f"Note: {note}", 160), ha="left", va="top", fontsize=7, style="italic",
+                 transform=fig.transFigure)
     written = []
     for suffix in (".png", ".pdf"):
         path = Path(out_png).with_suffix(suffix)
