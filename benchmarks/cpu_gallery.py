@@ -39,6 +39,10 @@ CARDS = ["fig_diversity", "fig_parents", "fig_attention", "fig_vocab", "fig_embe
 SWEPT = ("regime", "vocab_size", "n_examples", "chain_length", "n_parents", "n_dims", "activation")
 
 
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def git_commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "config", "workflow"], cwd=REPO,
@@ -104,7 +108,7 @@ def main() -> None:
         figure = Path(layout.figure(card))
         if figure.is_file():
             shutil.copyfile(figure, GALLERY / f"{card}.png")
-        write_atomic(record, json.dumps(entries, indent=1, sort_keys=True) + "\n")
+        write_text(record, json.dumps(entries, indent=1, sort_keys=True) + "\n")
     claims_csv = Path(layout.claims())
     if subprocess.run(["cotlab", "aggregate", "claims", "--scale", SCALE], cwd=REPO).returncode != 0:
         print("no claims: no training card has run at the cpu scale yet", file=sys.stderr)
@@ -118,7 +122,7 @@ def main() -> None:
     missing = [c for c in CARDS if c not in entries]
     if missing:
         head += [f"Not yet run at this scale: {', '.join(missing)}.", ""]
-    write_atomic(PAGE, "\n".join(head + [card_section(c, entries[c], layout, claims) for c in done]))
+    write_text(PAGE, "\n".join(head + [card_section(c, entries[c], layout, claims) for c in done]))
     print(f"wrote {PAGE.relative_to(REPO)} ({len(done)} cards)")
 
 
