@@ -2,8 +2,8 @@
 stderr (after the usage lines argparse prints for its own errors) naming the field or file.
 
 The invocations run in-process (`cotlab.cli.main`) in one workspace holding small train and eval
-splits, a tiny trained run and a few bad files. Train and evaluate cases are only those validated
-before any work, so they must also print nothing on stdout (no step, no score).
+splits, a tiny trained run and a few bad files. Train, evaluate and prompts cases are only those
+validated before any work, so they must also print nothing on stdout (no step, no score, no file).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ CONFIG = REPO / "config"
 POINT = "--set vocab_size=16 --set n_examples=2"
 RUN = "--data tr --eval-data ev --out run2"
 EVAL = "evaluate run --eval-data ev --out scores.parquet"
+PROMPTS = "prompts ev --format cot --out prompts.parquet"
 PLAN = f"plan --config {CONFIG}/config.yaml --config-dir {CONFIG}"
 AGG = f"aggregate quickstart --config-dir {CONFIG} --results res"
 BAD_FILES = ["alias.yaml", "bomb.yaml", "dup.yaml", "malformed.yaml", "tag.yaml", "latin1.yaml", "list.yaml"]
@@ -140,6 +141,22 @@ CASES = [  # (command line, text the one error line must contain)
     (f"{EVAL} --set drop_k=1 --set drop_k.x=1", "drop_k is already set to 1"),
     (f"{EVAL} --formats ,", "formats"),
     ("evaluate run --eval-data ev --out /proc/scores.parquet", "/proc/"),
+    # prompts: every option is checked before any prompt is rendered
+    ("prompts", "DATA_DIR, --format, --out"),
+    (f"{PROMPTS} --n abc", "argument --n"),
+    (f"{PROMPTS} --n 0", "--n=0"),
+    (f"{PROMPTS} --n 17", "--n=17: must be <= 16"),
+    ("prompts ev --format cot --out prompts.csv", "--out='prompts.csv'"),
+    ("prompts ev --format cots --out prompts.parquet", "--format='cots': must be a format (standard, cot"),
+    ("prompts ev --format cotsp --out prompts.parquet", "format='cot_special_token': needs special_tokens=true"),
+    ("prompts tr --format cot --out prompts.parquet", "DATA_DIR='tr': must be an eval split"),
+    ("prompts missing --format cot --out prompts.parquet", "missing"),
+    (f"{PROMPTS} --set drop_k=1", "drop_k=1"),
+    (f"{PROMPTS} --set force=think", "force='think'"),
+    (f"{PROMPTS} --set bogus=1", "prompt.bogus: unknown key"),
+    (f"{PROMPTS} --set format=standard", "--set format='standard'"),
+    ("prompts ev --format cot --out afile/prompts.parquet", "afile"),
+    ("prompts ev --format cot --out /proc/prompts.parquet", "/proc/"),
 ]
 
 
@@ -198,11 +215,11 @@ def test_bad_invocation(workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert len(lines) == 1, err
     prog = f"cotlab {argv[0]}" if argv and argv[0] in COMMANDS else "cotlab"
     assert lines[0].startswith(f"{prog}: error: ") and names in lines[0], lines[0]
-    if argv and argv[0] in ("train", "evaluate"):
+    if argv and argv[0] in ("train", "evaluate", "prompts"):
         assert out == "", "the command did work before it failed"
     assert listing(workspace) == before  # nothing written, not even a temp directory
 
 
 def test_enough_cases() -> None:
     commands = {(getattr(c, "values", c)[0].split() or ["cotlab"])[0] for c in CASES}
-    assert len(CASES) >= 60 and {"generate", "coverage", "plan", "aggregate", "train", "evaluate"} <= commands
+    assert len(CASES) >= 60 and {"generate", "coverage", "plan", "aggregate", "train", "evaluate", "prompts"} <= commands

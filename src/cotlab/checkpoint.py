@@ -3,7 +3,9 @@
 HF format. `save_hf` writes config.json + model.safetensors that
 `transformers.LlamaForCausalLM.from_pretrained(dir)` loads (the authors' model class, docs/models.md), under HF parameter names, with the tied output layer omitted as HF itself does. Our RoPE uses
 HF's `rotate_half` convention, so q/k weights map 1:1 with no permutation (unlike Meta-format
-checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`).
+checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`). A run's final/ also gets
+generation_config.json (`generation_config`): greedy, cotlab's decoding budget for the run's format,
+and the format's ⟨bos⟩ / ⟨eos⟩ / pad ids, null where the data has no special tokens.
 
 Resume checkpoints. `save_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model.safetensors under
 our names, optimizer.safetensors, train_state.json, rng-rank{r}.json): everything `cotlab train`
@@ -35,14 +37,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cotlab.atomic import replace_dir
-from cotlab.config import ConfigError, build, read_json
+from cotlab.config import ConfigError, DataConfig, build, read_json
 from cotlab.data.store import file_sha256
 from cotlab.distributed import barrier
+from cotlab.formats import PromptConfig
+from cotlab.metrics import max_new_tokens
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
+from cotlab.prompts_export import eval_prompt_config
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+GENERATION_FILE = "generation_config.json"
 
 # ours <-> HF, per layer ("{i}" is the layer index); the model-level names are below.
 _LAYER_NAMES = {
@@ -161,10 +167,48 @@ def model_config_from_hf(config: dict[str, Any], source: str = CONFIG_FILE) -> M
     return cfg
 
 
-def save_hf(model: Transformer, directory: str | Path) -> Path:
-    """Write `directory`/{config.json, model.safetensors} (fp32, HF names) atomically; returns it."""
+def generation_config(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> dict[str, Any]:
+    """The `transformers.GenerationConfig` of a model trained on `data_cfg` in `prompt_cfg`'s format.
+
+    Greedy (do_sample false, one beam). max_new_tokens is the budget cotlab's evaluation decodes
+    that format's prompts with (`cotlab.metrics.max_new_tokens`, the format forced as `cotlab
+    evaluate` forces it): 1 (standard), C (cot), C+4 (the forced special-token formats), C+5
+    (hybrid, unforced). bos/eos/pad are the data's ⟨bos⟩, ⟨eos⟩ and pad ids plus the prompt
+    offset; null for formats without special tokens (their sequences have no such tokens, and
+    generation must not stop early).
+    """
+    recipe = {"recipe": prompt_cfg.recipe.to_dict()} if prompt_cfg.recipe is not None else {}
+    scored = eval_prompt_config(prompt_cfg.format, data_cfg, {"offset": prompt_cfg.offset, **recipe})
+    special = {name: i + prompt_cfg.offset for name, i in data_cfg.special_ids().items()}
+    return {"bos_token_id": special.get("bos"), "eos_token_id": special.get("eos"),
+            "pad_token_id": special.get("pad"), "do_sample": False, "num_beams": 1,
+            "max_new_tokens": max_new_tokens(data_cfg, scored)}
+
+
+def run_generation_config(run_dir: Path) -> dict[str, Any] | None:
+    """`generation_config` of the run whose `cotlab train` config.json is in `run_dir`; None when
+    `run_dir` holds no such file (a model saved outside a run directory)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    config = read_json(path, CheckpointError)
+    train = config.get("train") if isinstance(config, dict) else None
+    if not isinstance(train, dict) or not isinstance(train.get("prompt"), dict) or "data" not in config:
+        return None
+    return generation_config(build(DataConfig, config["data"], prefix="data."),
+                             build(PromptConfig, train["prompt"], prefix="train.prompt."))
+
+
+def save_hf(model: Transformer, directory: str | Path, generation: dict[str, Any] | None = None) -> Path:
+    """Write `directory`/{config.json, model.safetensors} (fp32, HF names) atomically; returns it.
+
+    Also generation_config.json: `generation` if given, else, when `directory` sits in a run
+    directory (its parent holds the config.json `cotlab train` wrote, as for RUN_DIR/final), that
+    run's `generation_config`; none otherwise.
+    """
     final = Path(directory)
     final.parent.mkdir(parents=True, exist_ok=True)
+    generation = run_generation_config(final.parent) if generation is None else generation
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     tmp.chmod(0o755)  # mkdtemp makes it 0700; others on a shared cluster should read the model
     try:
@@ -172,6 +216,8 @@ def save_hf(model: Transformer, directory: str | Path) -> Path:
                    for name, t in state_dict_to_hf(model.state_dict()).items()}
         save_file(tensors, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
         (tmp / CONFIG_FILE).write_text(json.dumps(hf_config(model.cfg), indent=2) + "\n")
+        if generation is not None:
+            (tmp / GENERATION_FILE).write_text(json.dumps(generation, indent=2) + "\n")
         replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -360,6 +406,7 @@ def load_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optim
         raise CheckpointError(f"{path}: cannot be resumed from ({reason})") from None
 
 
-__all__ = ["CheckpointError", "TrainState", "checkpoint_damage", "checkpoint_dir", "good_checkpoint",
-           "hf_config", "hf_to_state_dict", "load_checkpoint", "load_hf", "model_config_from_hf",
-           "save_checkpoint", "save_hf", "state_dict_to_hf"]
+__all__ = ["CheckpointError", "TrainState", "checkpoint_damage", "checkpoint_dir", "generation_config",
+           "good_checkpoint", "hf_config", "hf_to_state_dict", "load_checkpoint", "load_hf",
+           "model_config_from_hf", "run_generation_config", "save_checkpoint", "save_hf",
+           "state_dict_to_hf"]

@@ -2,6 +2,8 @@
 
 Each command lives in its own module with ``add_arguments(parser)`` and ``main(args) -> int``.
 Modules are imported only when their command runs, so `cotlab generate` never imports torch.
+`cotlab --help` lists the commands; a command's --help shows its options' defaults and an example
+(`cotlab aggregate --help` also lists the cards of the default config dir, read at help time).
 A bad value (ConfigError) or an OS error (no space, no permission, a file in the way) is one line
 on stderr, `cotlab <command>: error: ...`, and exit status 2; argparse's own errors exit 2 as well.
 """
@@ -12,30 +14,105 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 from cotlab import __version__
 from cotlab.config import ConfigError, clip
 
-# name -> (module, one-line description)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("cotlab.data.generate_cli", "generate one split of a data point as Parquet shards"),
-    "coverage": ("cotlab.data.coverage", "TokenCoverage, answer entropy and majority baselines of a dataset"),
-    "train": ("cotlab.train", "train a model on a dataset (DDP via torchrun), evaluating as it goes"),
-    "evaluate": ("cotlab.evaluate", "score a trained model with and without CoT"),
-    "aggregate": ("cotlab.aggregate", "join an experiment's runs into its table and figure"),
-    "plan": ("cotlab.plan", "jobs, training tokens and estimated GPU hours of a workflow config"),
+# name -> (module, one-line description, example invocation shown in its --help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "generate": ("cotlab.data.generate_cli", "generate one split of a data point as Parquet shards",
+                 "cotlab generate --out data/eval --split eval --set vocab_size=64 --set n_sequences=2000"),
+    "coverage": ("cotlab.data.coverage", "TokenCoverage, answer entropy and majority baselines of a dataset",
+                 "cotlab coverage data/train --n 10000"),
+    "train": ("cotlab.train", "train a model on a dataset (DDP via torchrun), evaluating as it goes",
+              "cotlab train --data data/train --eval-data data/eval --out runs/cot --format cot "
+              "--set model=smoke-tf4"),
+    "evaluate": ("cotlab.evaluate", "score a trained model with and without CoT",
+                 "cotlab evaluate runs/cot --eval-data data/eval --out eval/cot.parquet --n 512"),
+    "aggregate": ("cotlab.aggregate", "join an experiment's runs into its table and figure",
+                  "cotlab aggregate fig_vocab --scale smoke"),
+    "plan": ("cotlab.plan", "jobs, training tokens and estimated GPU hours of a workflow config",
+             "cotlab plan --scale reduced --set experiments='[fig_vocab]'"),
+    "prompts": ("cotlab.prompts_export", "write a dataset's eval prompts as token ids (Parquet), to score "
+                "a model elsewhere", "cotlab prompts data/eval --format cot --n 512 --out prompts.parquet"),
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written; every option's default, unless it says nothing (None,
+    False, an empty list) or the help text already names one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default == []
+                or default is argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+class TopHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """`cotlab --help`: the commands' descriptions in one column (argparse leaves the indented
+    command names out of its column width, which would push `aggregate`'s onto a line of its own)."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            longest = max(len(name) for name in action.choices) + self._current_indent + 2 * self._indent_increment
+            self._action_max_length = max(self._action_max_length, longest)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser; `more_help`, if set, is appended to the epilog when help is printed."""
+
+    more_help: Callable[[argparse.ArgumentParser], str] | None = None
+
+    def format_help(self) -> str:
+        if self.more_help is not None:
+            self.epilog, self.more_help = f"{self.epilog}\n\n{self.more_help(self)}", None
+        return super().format_help()
+
+
+def card_ids(parser: argparse.ArgumentParser) -> str:
+    """The cards `cotlab aggregate` can take from its default --config-dir (looked up at help time)."""
+    experiments = Path(parser.get_default("config_dir") or "config") / "experiments"
+    cards = sorted(p.stem for p in experiments.glob("*.yaml")) if experiments.is_dir() else []
+    if not cards:
+        return (f"cards: none found in {experiments}/ (run from the repository root, or pass "
+                "--config-dir DIR and see DIR/experiments/)")
+    return textwrap.fill(f"cards in {experiments}/: {', '.join(cards)}; or `claims`", width=88,
+                         break_on_hyphens=False)
+
+
+MORE_HELP: dict[str, Callable[[argparse.ArgumentParser], str]] = {"aggregate": card_ids}
+
+
 def top_parser() -> argparse.ArgumentParser:
-    lines = "\n".join(f"  {name:<10} {desc}" for name, (_, desc) in COMMANDS.items())
     parser = argparse.ArgumentParser(
-        prog="cotlab", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="cotlab", formatter_class=TopHelpFormatter,
         description="CoT-ICL Lab pipeline: generate -> train -> evaluate -> aggregate.",
-        epilog=f"commands:\n{lines}\n\nRun `cotlab <command> --help` for a command's options.")
+        epilog="Run `cotlab <command> --help` for a command's options, their defaults and an example.")
     parser.add_argument("--version", action="version", version=f"cotlab {__version__}")
-    parser.add_argument("command", choices=list(COMMANDS), metavar="command")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="command", required=True,
+                                     help="one of:")
+    for name, (_, description, _) in COMMANDS.items():
+        commands.add_parser(name, help=description)
     return parser
+
+
+def command_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    """The parser of command `name` (its module's options, defaults shown, an example) and its module."""
+    module_name, description, example = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = CommandParser(prog=f"cotlab {name}", description=description)
+    module.add_arguments(parser)
+    parser.formatter_class = HelpFormatter  # also over a module's own RawDescriptionHelpFormatter
+    parser.epilog = "\n\n".join(filter(None, [parser.epilog, f"example:\n  {example}"]))
+    parser.more_help = MORE_HELP.get(name)
+    return parser, module
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         top_parser().parse_args(argv)  # prints help / version / a clear error and exits
         return 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"cotlab {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
+    parser, module = command_parser(name)
     args = parser.parse_args(rest)
     try:
         return int(module.main(args) or 0)

@@ -40,10 +40,11 @@ from cotlab.analysis.similarity import chance_similarity
 from cotlab.analysis.tables import wilson_interval
 from cotlab.atomic import check_creatable, write_atomic
 from cotlab.checkpoint import load_hf
-from cotlab.config import ConfigError, DataConfig, build, fail, read_json, short
+from cotlab.config import ConfigError, DataConfig, fail, read_json, short
 from cotlab.data.store import open_dataset
 from cotlab.formats import FORMATS, PromptConfig, evaluated_formats
 from cotlab.layout import eval_companions
+from cotlab.prompts_export import eval_prompt_config
 from cotlab.train_job import check_data_id
 from cotlab.metrics import reduce_scores, score_rows
 from cotlab.precision import set_precision
@@ -105,10 +106,7 @@ def scored_formats(trained: str, data_cfg: DataConfig, overrides: dict[str, Any]
         formats = evaluated_formats(data_cfg.special_tokens)
     out = []
     for fmt in formats:
-        force = FORMATS[fmt].eval_force if fmt in FORMATS else None
-        values = {"format": fmt, **({"force": force} if force else {}), **overrides}
-        prompt_cfg = build(PromptConfig, values, prefix="prompt.")
-        prompt_cfg.check(data_cfg)
+        prompt_cfg = eval_prompt_config(fmt, data_cfg, overrides)  # shared with `cotlab prompts`
         # A mixed-format (hybrid) model has no cross format: it was trained on both forms.
         cross = not FORMATS[trained].mixed and fmt != trained
         out.append((prompt_cfg, cross))
