@@ -214,10 +214,16 @@ def test_every_card_has_a_report_caption_that_renders():
     import jinja2
 
     report = Path("workflow/report")
-    snakemake = SimpleNamespace(config={"scale": "reduced"})
+    note = "fresh H is not learned at this scale"
     for card in [*card_ids("config"), "claims"]:
         text = (report / f"{card}.rst").read_text()
-        rendered = jinja2.Environment().from_string(text).render(snakemake=snakemake)
+        for params in (SimpleNamespace(note=""), SimpleNamespace(note=note)):
+            snakemake = SimpleNamespace(config={"scale": "reduced"}, params=params)
+            noted = jinja2.Environment().from_string(text).render(snakemake=snakemake)
+            # a card's note at the scale is in its caption, and only when it has one
+            assert (note in noted) == (card != "claims" and params.note == note), card
+        rendered = jinja2.Environment().from_string(text).render(
+            snakemake=SimpleNamespace(config={"scale": "reduced"}, params=SimpleNamespace(note="")))
         assert "reduced" in rendered  # the scale is named
         assert card == "claims" or "*Paper" in rendered  # and what the paper claims
         html = docutils.core.publish_parts(rendered, writer="html",

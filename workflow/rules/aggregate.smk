@@ -23,6 +23,8 @@ for _exp in WORKFLOW.experiments:
             runtime=RES["aggregate"].runtime,
         params:
             plan=json.dumps(PLANS[_exp], sort_keys=True),
+            # the card's note at this scale (what it cannot show), for the report caption
+            note=PLANS[_exp]["card"]["note"] or "",
         script:
             "../scripts/aggregate.py"
 
