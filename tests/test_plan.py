@@ -11,7 +11,7 @@ import yaml
 from conftest import STAGE1
 from cotlab.cli import main as cli
 from cotlab.jobs import workflow_jobs
-from cotlab.plan import plan_table
+from cotlab.plan import plan_table, train_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
@@ -74,6 +74,10 @@ def test_plan_prices_a_cpu_scale_from_its_measured_throughput(tmp_path: Path,
         "scales": {"cpu": {"base": {"train": {"n_train": 3200, "n_eval": 100}, "eval_every_seqs": 1600}}}}))
     rows, gpus = plan_table(["one"], "cpu", str(tmp_path))
     assert gpus == 0 and rows[0]["train_tokens"] == 256_000
+    jobs = workflow_jobs(["one"], "cpu", str(tmp_path))
+    (run,) = jobs.runs.values()
+    # the training job alone (its SLURM limit is twice this): steps + evaluations during training
+    assert train_seconds(run, 0, jobs.cpu_throughput) == pytest.approx(256 + 24_000 / 500)
     assert rows[0]["cpu_minutes"] == pytest.approx(372.2 / 2 / 60)
     assert plan_table(["one"], "cpu", str(tmp_path), cores=1)[0][0]["cpu_minutes"] == pytest.approx(372.2 / 60)
     args = ["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(tmp_path), "--scale", "cpu",

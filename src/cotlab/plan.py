@@ -28,6 +28,7 @@ import argparse
 from typing import Any
 
 from cotlab.config import ConfigError, merge
+from cotlab.card_schema import CpuThroughput
 from cotlab.cards import Run
 from cotlab.formats import FORMATS, evaluated_formats
 from cotlab.jobs import Jobs, coverage_sizes, workflow_config, workflow_jobs
@@ -67,20 +68,28 @@ def in_training_eval_tokens(run: Run) -> int:
     return (steps // every + 1 + (steps % every != 0)) * run.train["n_eval"] * sequence_length(run)
 
 
+def cpu_train_seconds(run: Run, speed: CpuThroughput) -> float:
+    """One training run as a single-thread CPU job: its steps and its evaluations during training."""
+    size = run.train["model"]
+    return tokens(run) / speed.train[size] + in_training_eval_tokens(run) / speed.evaluate[size]
+
+
 def cpu_job_seconds(jobs: Jobs, run_ids: set[str], splits: set[tuple[str, str, int]],
                     coverage: set[tuple[str, int]]) -> float:
-    """Single-thread seconds of a set of runs (train with its evaluations, evaluate), dataset splits
-    (generate) and coverage jobs (every prefix size they measure) at the scale's measured CPU throughput."""
+    """Single-thread seconds of a set of runs (train, evaluate), dataset splits (generate) and
+    coverage jobs (every prefix size they measure) at the scale's measured CPU throughput."""
     speed = jobs.cpu_throughput
     runs = [jobs.runs[r] for r in run_ids]
     return (sum(n_rows for _, _, n_rows in splits) / speed.generate
             + sum(sum(coverage_sizes(n_rows)) for _, n_rows in coverage) / speed.coverage
-            + sum(tokens(r) / speed.train[r.train["model"]]
-                  + (in_training_eval_tokens(r) + eval_tokens(r)) / speed.evaluate[r.train["model"]] for r in runs))
+            + sum(cpu_train_seconds(r, speed) + eval_tokens(r) / speed.evaluate[r.train["model"]] for r in runs))
 
 
-def train_seconds(run: Run, gpus: int) -> float:
-    """Estimated wall time of one training run on `gpus` H100s (1 if 0: the model is a GPU model)."""
+def train_seconds(run: Run, gpus: int, cpu: CpuThroughput | None = None) -> float:
+    """Estimated wall time of one training run: on one CPU thread at the measured `cpu` speeds when
+    it has no GPU and they are given, else on `gpus` H100s (1 if 0: the model is a GPU model)."""
+    if gpus == 0 and cpu is not None:
+        return cpu_train_seconds(run, cpu)
     layers = int(run.model.removeprefix("tf"))  # card names tf4/tf8/tf12 carry the paper depth
     rate = TF4_TOKENS_PER_S / (layers / 4)
     if run.train["batch_size"] * sequence_length(run) < SMALL_STEP_TOKENS:

@@ -90,8 +90,9 @@ def split_config(wildcards):
 
 
 def train_runtime(wildcards):
-    """SLURM time limit (minutes): twice the throughput-model estimate, at least the scale's floor."""
-    estimate = train_seconds(run_of(wildcards), TRAIN_GPUS) / 60
+    """SLURM time limit (minutes): twice the estimate (a CPU scale's measured throughput, else the
+    GPU throughput model), at least the scale's floor."""
+    estimate = train_seconds(run_of(wildcards), TRAIN_GPUS, JOBS.cpu_throughput) / 60
     return max(RES["train"].runtime, int(2 * estimate) + 1)
 
 
