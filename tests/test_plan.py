@@ -1,4 +1,4 @@
-"""`cotlab plan`: the throughput model's budget of experiments.md §5.1 and its table."""
+"""`cotlab plan`: the throughput model's budget and its table (docs/scales.md, "Budgets and `cotlab plan`")."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def test_plan_matches_the_reduced_budget() -> None:
     rows, gpus = plan_table(STAGE1, "reduced", str(CONFIG))
     by = {r["experiment"]: r for r in rows}
     assert gpus == 1
-    # experiments.md §5.1: fig_vocab 18 runs, 1.01B tokens, 2.03 h; stage 1 about 5.9 H100-hours
+    # docs/scales.md: fig_vocab 18 runs, 1.01B tokens, 2.03 h; stage 1 about 5.9 H100-hours
     assert (by["fig_vocab"]["train"], round(by["fig_vocab"]["train_tokens"] / 1e9, 2)) == (18, 1.01)
     assert by["fig_vocab"]["gpu_hours"] == pytest.approx(2.03, abs=0.01)
     assert by["total"]["gpu_hours"] == pytest.approx(5.9, abs=0.3)

@@ -31,7 +31,8 @@ class Layer(Section):
     """One layer of values: DataConfig fields, TrainConfig fields, and the eval cadence."""
 
     data: dict[str, Any] = {}
-    """DataConfig fields (data.md §1 names); n_sequences is set per split from n_train / n_eval."""
+    """DataConfig fields (docs/data.md, "Symbols and config fields"); n_sequences is set per split
+    from n_train / n_eval."""
     train: dict[str, Any] = {}
     """TrainConfig fields (model, batch_size, n_train, n_eval, lr, precision, prompt.*, ...)."""
     eval_every_seqs: int | None = None
@@ -90,7 +91,7 @@ class PlotSpec(Section):
 
 
 class Card(Section):
-    """One paper figure or table (experiments.md §4, §7)."""
+    """One paper figure or table: an experiment card (docs/cards.md)."""
 
     title: str
     kind: Literal[KINDS] = "runs"  # type: ignore[valid-type]

@@ -40,8 +40,7 @@ from cotlab.atomic import replace_dir
 from cotlab.config import ConfigError, DataConfig, build, read_json
 from cotlab.data.store import file_sha256
 from cotlab.distributed import barrier
-from cotlab.formats import PromptConfig
-from cotlab.metrics import max_new_tokens
+from cotlab.formats import PromptConfig, max_new_tokens
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
 from cotlab.prompts_export import eval_prompt_config
@@ -171,7 +170,7 @@ def generation_config(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> dict[st
     """The `transformers.GenerationConfig` of a model trained on `data_cfg` in `prompt_cfg`'s format.
 
     Greedy (do_sample false, one beam). max_new_tokens is the budget cotlab's evaluation decodes
-    that format's prompts with (`cotlab.metrics.max_new_tokens`, the format forced as `cotlab
+    that format's prompts with (`cotlab.formats.max_new_tokens`, the format forced as `cotlab
     evaluate` forces it): 1 (standard), C (cot), C+4 (the forced special-token formats), C+5
     (hybrid, unforced). bos/eos/pad are the data's ⟨bos⟩, ⟨eos⟩ and pad ids plus the prompt
     offset; null for formats without special tokens (their sequences have no such tokens, and
@@ -185,30 +184,14 @@ def generation_config(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> dict[st
             "max_new_tokens": max_new_tokens(data_cfg, scored)}
 
 
-def run_generation_config(run_dir: Path) -> dict[str, Any] | None:
-    """`generation_config` of the run whose `cotlab train` config.json is in `run_dir`; None when
-    `run_dir` holds no such file (a model saved outside a run directory)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        return None
-    config = read_json(path, CheckpointError)
-    train = config.get("train") if isinstance(config, dict) else None
-    if not isinstance(train, dict) or not isinstance(train.get("prompt"), dict) or "data" not in config:
-        return None
-    return generation_config(build(DataConfig, config["data"], prefix="data."),
-                             build(PromptConfig, train["prompt"], prefix="train.prompt."))
-
-
 def save_hf(model: Transformer, directory: str | Path, generation: dict[str, Any] | None = None) -> Path:
     """Write `directory`/{config.json, model.safetensors} (fp32, HF names) atomically; returns it.
 
-    Also generation_config.json: `generation` if given, else, when `directory` sits in a run
-    directory (its parent holds the config.json `cotlab train` wrote, as for RUN_DIR/final), that
-    run's `generation_config`; none otherwise.
+    Also generation_config.json when `generation` is given (`cotlab train` passes its run's
+    `generation_config`); none otherwise.
     """
     final = Path(directory)
     final.parent.mkdir(parents=True, exist_ok=True)
-    generation = run_generation_config(final.parent) if generation is None else generation
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     tmp.chmod(0o755)  # mkdtemp makes it 0700; others on a shared cluster should read the model
     try:
@@ -408,5 +391,5 @@ def load_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optim
 
 __all__ = ["CheckpointError", "TrainState", "checkpoint_damage", "checkpoint_dir", "generation_config",
            "good_checkpoint", "hf_config", "hf_to_state_dict", "load_checkpoint", "load_hf",
-           "model_config_from_hf", "run_generation_config", "save_checkpoint", "save_hf",
+           "model_config_from_hf", "save_checkpoint", "save_hf",
            "state_dict_to_hf"]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 GENERATOR_VERSION = 1
 SPECIAL_TOKEN_NAMES = ("pad", "bos", "eos", "input_start", "input_end", "think_start", "think_end",
-                       "answer_start", "answer_end")  # ids V-1, V-2, ..., V-9 (data.md §4.2)
+                       "answer_start", "answer_end")  # ids V-1, ..., V-9 (docs/data.md, "Special tokens")
 
 
 class ConfigError(ValueError):
@@ -87,7 +87,8 @@ that a typo fails at once; `cotlab generate` estimates what large combinations n
 
 
 class DataConfig(Section):
-    """One data point of CoT-ICL Lab (data.md §1); field names follow the authors' code."""
+    """One data point of CoT-ICL Lab; field names follow the authors' code (docs/data.md, "Symbols and
+    config fields")."""
 
     vocab_size: int = 1024
     """V: token ids 0..V-1 (the top 9 are reserved when special_tokens is on); at most 1,048,576 (2**20)."""

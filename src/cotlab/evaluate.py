@@ -11,7 +11,8 @@ given `--data-id`, carry that data_id in its manifest (the one the workflow plan
 
 - paper 1: **with CoT** = `cot` prompts (K-1 CoT demonstrations, the model generates y_1..y_C and
   y_C is scored) and **without CoT** = `standard` prompts (one token). The trained format is the
-  paper's number; the other one is flagged `cross_format=True` (§3 "Cross-format").
+  paper's number; the other one is flagged `cross_format=True` (docs/evaluation.md ("With CoT and
+  without CoT")).
 - paper 2 (special tokens): `cot_special_token` forced to think (⟨ts⟩ appended) and
   `standard_special_token` forced to answer (⟨as⟩ appended); cross-format when the model was
   trained in the other pure format (a hybrid model has none).

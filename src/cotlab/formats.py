@@ -163,3 +163,10 @@ class PromptConfig(Section):
                  f"(with special tokens use one of {_names(lambda f: f.special)})")
         if self.drop_k > data_cfg.n_examples - 1:
             fail("drop_k", self.drop_k, f"must be <= n_examples-1={data_cfg.n_examples - 1} demonstrations")
+
+
+def max_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:
+    """Decoding budget: C (cot), 1 (standard), C+5 minus a forced token (special-token formats)."""
+    if not prompt_cfg.special:
+        return prompt_cfg.spec.chain_columns(data_cfg.chain_length)
+    return data_cfg.chain_length + 5 - (prompt_cfg.force is not None)

@@ -6,7 +6,7 @@ formats up to the longest form of the query's rest (C+5 tokens, one fewer when a
 stopping at ⟨eos⟩. It keeps every row's outcome (`RowScores`); `reduce_scores` turns them into:
 
 - `answer_acc`: plain formats: the token generated at `answer_pos` equals y_C. Special-token
-  formats (docs/reproduce.md): the generation up to its first ⟨eos⟩ must end in
+  formats (docs/evaluation.md ("Metrics")): the generation up to its first ⟨eos⟩ must end in
   ⟨as⟩ y ⟨ae⟩ ⟨eos⟩, and y must equal y_C. `format_acc` is the share with that ending and
   `gen_len_p50` the (lower) median generated length, ⟨eos⟩ included.
 - `chain_acc_{i}` / `chain_loss_{i}`: position by position and unconditional on earlier tokens:
@@ -39,20 +39,15 @@ import torch.nn.functional as F
 
 from cotlab.config import DataConfig
 from cotlab.data.coverage import in_context_majority
-from cotlab.data.prompts import IGNORE, render_eval, render_train
-from cotlab.formats import PromptConfig
+from cotlab.data.prompts import IGNORE, render_train
 from cotlab.decode import greedy_decode
+from cotlab.formats import PromptConfig, max_new_tokens
+from cotlab.prompts_export import eval_prompts
 
 if TYPE_CHECKING:
     from cotlab.data.generate import Rows
     from cotlab.data.store import Dataset
     from cotlab.model import Transformer
-
-def max_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:
-    """Decoding budget: C (cot), 1 (standard), C+5 minus a forced token (special-token formats)."""
-    if not prompt_cfg.special:
-        return prompt_cfg.spec.chain_columns(data_cfg.chain_length)
-    return data_cfg.chain_length + 5 - (prompt_cfg.force is not None)
 
 
 @dataclass
@@ -92,7 +87,6 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
     """
     device = torch.device(device)
     n_rows = len(rows.seq_idx) if n_rows is None else n_rows
-    eval_seed = data_cfg.split_seed("eval")
     P = prompt_cfg.spec.chain_columns(data_cfg.chain_length)
     n_new = max_new_tokens(data_cfg, prompt_cfg)
     special = {name: i + prompt_cfg.offset for name, i in data_cfg.special_ids().items()}
@@ -107,7 +101,7 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
         B = len(batch.seq_idx)
 
         # Greedy decoding from the eval prompt.
-        prompt = render_eval(batch, data_cfg, prompt_cfg, n_rows, eval_seed)
+        prompt = eval_prompts(batch, data_cfg, prompt_cfg, n_rows)  # what `cotlab prompts` exports
         prompt_ids = torch.from_numpy(prompt.prompt_ids).to(device)  # (B, Tp)
         prompt_mask = None if prompt.prompt_mask.all() else torch.from_numpy(prompt.prompt_mask).to(device)
         target = torch.from_numpy(prompt.target).to(device)  # (B, Tt), -100 past each row's end
@@ -121,7 +115,7 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
             stop = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1), n_new)  # (B,) first ⟨eos⟩
             valid = ((stop >= 2) & (stop < n_new)
                      & (tokens[rows_b, (stop - 1).clamp(min=0)] == special["answer_end"]))
-            if prompt_cfg.force != "answer":  # a forced ⟨as⟩ sits in the prompt (docs/reproduce.md)
+            if prompt_cfg.force != "answer":  # a forced ⟨as⟩ is in the prompt (docs/evaluation.md)
                 valid &= (stop >= 3) & (tokens[rows_b, (stop - 3).clamp(min=0)] == special["answer_start"])
             answer = valid & (tokens[rows_b, (stop - 2).clamp(min=0)] == y_answer)
             gen_len = (stop + 1).clamp(max=n_new)

@@ -23,8 +23,9 @@ and the special ids (`bos_token_id`, `eos_token_id`, `pad_token_id`; null withou
 Ids include the prompt offset. The file is written atomically.
 
 `eval_prompt_config` (which prompt config `cotlab evaluate` scores a format with) and `eval_prompts`
-(how it renders the eval rows) are the pieces evaluation shares with this export. Torch-free at
-import; the decoding budget (`cotlab.metrics.max_new_tokens`) is imported when a file is built.
+(how it renders the eval rows; `cotlab.metrics.score_rows` decodes from it) are the pieces
+evaluation shares with this export. Torch-free, the decoding budget
+(`cotlab.formats.max_new_tokens`) included.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from cotlab.atomic import check_creatable, write_atomic
 from cotlab.config import DataConfig, build, fail, short
 from cotlab.data.prompts import IGNORE, EvalBatch, render_eval
 from cotlab.data.store import open_dataset
-from cotlab.formats import FORMATS, PromptConfig
+from cotlab.formats import FORMATS, PromptConfig, max_new_tokens
 from cotlab.yamlio import parse_sets
 
 if TYPE_CHECKING:
@@ -87,8 +88,6 @@ def _ragged(values: np.ndarray, keep: np.ndarray) -> pa.ListArray:
 def prompt_table(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig,
                  metadata: dict[str, Any] | None = None) -> pa.Table:
     """One row per sequence (module docstring); `rows` are the whole eval set (n_rows = len(rows))."""
-    from cotlab.metrics import max_new_tokens  # imports torch: only when a table is built
-
     batch = eval_prompts(rows, data_cfg, prompt_cfg, len(rows.seq_idx))
     B = len(rows.seq_idx)
     target_keep = batch.target != IGNORE  # (B, Tt): right-padded with IGNORE

@@ -29,8 +29,9 @@ Outputs in RUN_DIR:
   one-line warning naming the file, and with none intact training starts again from step 0
   (deterministic, so only time is lost). The result equals an uninterrupted run's bit for bit on
   CPU (the wall-clock column `elapsed_s` aside).
-- final/: the HF Llama directory (`cotlab.checkpoint.save_hf`), written last; it marks the run as
-  complete (the resume checkpoint is then deleted) and makes a rerun a no-op.
+- final/: the HF Llama directory (`cotlab.checkpoint.save_hf`) with the run's generation_config.json
+  (`cotlab.checkpoint.generation_config`), written last; it marks the run as complete (the resume
+  checkpoint is then deleted) and makes a rerun a no-op.
 
 Letters: B rows per rank, T sequence length, V vocabulary.
 """
@@ -59,8 +60,8 @@ from tqdm import tqdm
 
 from cotlab.analysis.model_analysis import analyse_model
 from cotlab.atomic import write_atomic
-from cotlab.checkpoint import (TrainState, checkpoint_dir, good_checkpoint, load_checkpoint, save_checkpoint,
-                               save_hf)
+from cotlab.checkpoint import (TrainState, checkpoint_dir, generation_config, good_checkpoint, load_checkpoint,
+                               save_checkpoint, save_hf)
 from cotlab.config import ConfigError, fail
 from cotlab.data.loader import TrainLoader, load_rows
 from cotlab.data.prompts import IGNORE
@@ -299,7 +300,8 @@ class Trainer:
     def finish(self) -> None:
         """Write final/ and drop the resume checkpoint (rank 0): this marks the run complete."""
         out, state = self.job.out, self.state
-        save_hf(self.model, out / "final")
+        save_hf(self.model, out / "final", generation=generation_config(self.job.train_data.config,
+                                                                         self.job.cfg.prompt))
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         if self.board is not None:
             self.board.close()

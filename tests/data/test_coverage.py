@@ -1,4 +1,4 @@
-"""Coverage metrics of a dataset (data.md §5): TokenCoverage, majority baselines, `cotlab coverage`."""
+"""Coverage metrics of a dataset (docs/data.md): TokenCoverage, majority baselines, `cotlab coverage`."""
 
 from __future__ import annotations
 

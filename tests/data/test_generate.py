@@ -1,4 +1,4 @@
-"""The generator against data.md: worked examples, §7 properties 1-8, the §6.2 random streams."""
+"""The generator against docs/data.md: worked examples, a naive loop, its properties and its random streams."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def small(**values) -> DataConfig:
 
 
 def naive_chain(E, W, dag, inputs, activation, n_usable):
-    """data.md §2.1 literally, one sequence: W (C, L, d, d), dag (C, M), inputs (K, N) -> (K, C)."""
+    """docs/data.md ("The data-generating process") literally, one sequence: W (C, L, d, d), dag (C, M),
+    inputs (K, N) -> (K, C)."""
     sigma = {"leaky_relu": lambda z: np.where(z >= 0, z, 0.5 * z), "relu": lambda z: np.maximum(z, 0),
              "silu": lambda z: z / (1 + np.exp(-z)), "identity": lambda z: z}[activation]
     C, L = W.shape[:2]
@@ -49,7 +50,7 @@ def naive_chain(E, W, dag, inputs, activation, n_usable):
     return np.array(chains)
 
 
-# --- worked examples (data.md §3, §4.8) -------------------------------------------------------
+# --- worked examples, by hand -----------------------------------------------------------------
 
 E_A = np.array([[2, 0], [1, 2], [-1, 2], [-2, 0], [-1, -2], [1, -2], [0, 1], [1, 0]], float)
 W_A = np.array([[[[1, 0], [0, -1]]], [[[0, -1], [1, 0]]]], float)[None]  # (1, C=2, L=1, 2, 2)
@@ -81,7 +82,7 @@ def test_worked_example_b_reserved_ids_are_skipped():
     assert unmasked[0, 0, 0] == 10  # the raw argmax is <ts>
 
 
-# --- property 5: batched = naive -------------------------------------------------------------
+# --- batched = naive ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_batched_equals_naive_loop(activation):
@@ -143,7 +144,7 @@ def test_gpu_code_path_with_torch_on_the_cpu(monkeypatch):
             assert np.array_equal(getattr(rows, name), getattr(expected, name)), name
 
 
-# --- §6.2 streams ----------------------------------------------------------------------------
+# --- the random streams of docs/data.md ("Seeds and random streams") -----------------------------------
 
 def test_rows_follow_the_documented_streams():
     cfg = small(special_tokens=True, vocab_size=40, h_num_layers=2)
@@ -174,7 +175,7 @@ def test_piecewise_normal_draws_equal_one_draw(monkeypatch):
     assert np.array_equal(whole.integers(0, 50, 99), pieces.integers(0, 50, 99))  # same state after
 
 
-# --- properties 1-4 --------------------------------------------------------------------------
+# --- ranges, locality, invariances -------------------------------------------------------------
 
 @pytest.mark.parametrize("values", [dict(), dict(special_tokens=True, vocab_size=30),
                                     dict(n_parents=4, chain_length=5, activation="relu"),
@@ -253,7 +254,7 @@ def test_an_embedding_inside_the_hull_never_appears():
     assert 3 not in chain and len(np.unique(chain)) > 5
 
 
-# --- property 6: chi-square ------------------------------------------------------------------
+# --- chi-square: uniform draws -----------------------------------------------------------------
 
 def chi2_ok(counts) -> bool:
     counts = np.asarray(counts, float)
@@ -277,7 +278,7 @@ def test_dag_inputs_and_pool_indices_are_uniform():
     assert chi2_ok(np.bincount(rows.h_ids.ravel(), minlength=5))
 
 
-# --- property 7: coverage --------------------------------------------------------------------
+# --- coverage ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
 def test_coverage_at_v1024(tmp_path, activation):
@@ -298,7 +299,7 @@ def test_coverage_at_v1024(tmp_path, activation):
     assert growing == sorted(growing) and growing[-1] == report["cov_chain"]
 
 
-# --- property 8: determinism -----------------------------------------------------------------
+# --- determinism -------------------------------------------------------------------------------
 
 def test_rows_do_not_depend_on_chunking_or_workers():
     cfg = small(h_num_layers=2)

@@ -1,4 +1,4 @@
-"""Prompt rendering (data.md §3, §4.2-4.6, §7 items 9-10): spec vectors, a naive per-row oracle, edits."""
+"""Prompt rendering (docs/prompts.md): worked vectors, a naive per-row oracle, the recipe, edits."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def unpad(ids, mask):
     return [list(map(int, row[m])) for row, m in zip(ids, mask)]
 
 
-# --- §3 and §4.3 vectors -----------------------------------------------------------------------
+# --- worked vectors (docs/prompts.md ("A worked example")) --------------------------------------
 
 REF = dict(inputs=[[[1, 2, 3], [7, 8, 9]]], chain=[[[4, 5, 6], [10, 11, 12]]])
 REF_CFG = DataConfig(vocab_size=64, n_inputs=3, n_parents=2, chain_length=3, n_examples=2)
@@ -124,7 +124,7 @@ def test_worked_example_b_hybrid():
     assert ev.target.tolist() == [[8, 4, 7, 13]] and ev.answer_pos.tolist() == [1]
 
 
-# --- a naive per-row oracle written from §4.3 ---------------------------------------------------
+# --- a naive per-row oracle written from docs/prompts.md ("The five formats") ---------------------
 
 def oracle_example(x, y, cot, s, drop=False):
     head = [s["input_start"], *x, s["input_end"]]
@@ -179,7 +179,7 @@ def test_special_formats_match_naive_oracle(fmt):
         assert 0 < cot.mean() < 1 and len(set(train.attention_mask.sum(1).tolist())) > 1
 
 
-# --- §7 item 9 ---------------------------------------------------------------------------------
+# --- every format from the same rows; the hybrid's CoT examples ---------------------------------
 
 def test_standard_and_cot_from_the_same_rows_and_label_counts():
     K, N, C = 6, 4, 3
@@ -348,7 +348,7 @@ def test_force_appends_the_token_and_trims_the_target(fmt, force):
     assert (ev.target[np.arange(16), ev.answer_pos] == y[:, -1]).all()
 
 
-# --- §7 item 10: the recipe ----------------------------------------------------------------------
+# --- the recipe and the prompt config --------------------------------------------------------------
 
 def test_recipe_values():
     recipe = lambda **kw: build(RecipeConfig, kw)  # noqa: E731

@@ -1,4 +1,4 @@
-"""Parquet storage (data.md §6.3-6.4, §7 properties 8 and 11) and atomic writes."""
+"""Parquet storage (docs/data.md, "Storage"): round trips, hashes, determinism, damage, atomic writes."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def test_fixed_dag_in_every_row(tmp_path):
     assert manifest["fixed_dag"] == [[0, 2], [1, 4]] and (rows.dag == np.array([[0, 2], [1, 4]])).all()
 
 
-# --- a damaged dataset fails naming the file (property 11) ------------------------------------
+# --- a damaged dataset fails naming the file ----------------------------------------------------
 
 @pytest.fixture
 def copy(written, tmp_path):

@@ -21,7 +21,7 @@ positive; point estimates are never compared with `>` alone:
 
 A comparison is *reached* when at least one of its runs lifts >= 0.1 above the trivial baseline
 at some evaluation (`lift_max`, docs/claims.md); an unreached comparison says nothing. There
-is no blanket calibration rule (withdrawn in §5.2): each comparison stands on its own runs.
+is no blanket calibration rule: each comparison stands on its own runs.
 
 **A claim's verdict** over its comparisons:
 

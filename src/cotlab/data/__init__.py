@@ -1,1 +1,1 @@
-"""The data stage: generator (data.md §2), prompt rendering (§3-4), Parquet storage (§6), loader."""
+"""The data stage: generator, Parquet storage and loader (docs/data.md), prompt rendering (docs/prompts.md)."""

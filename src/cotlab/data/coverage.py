@@ -1,4 +1,4 @@
-"""`cotlab coverage DIR [--n N]`: the data metrics of data.md §5 as one JSON object.
+"""`cotlab coverage DIR [--n N]`: the data metrics of a split as one JSON object (docs/data.md).
 
     cotlab coverage results/data/<data_id>/train --n 10000
 

@@ -1,4 +1,4 @@
-"""The CoT-ICL Lab generator (data.md §2), vectorized over sequences and deterministic (§6).
+"""The CoT-ICL Lab generator, vectorized over sequences and deterministic (docs/data.md).
 
 Letters: n rows (= sequences), B sequences in one compute tile, K examples per sequence, N inputs,
 M parents, C chain steps, L processor layers, d embedding dim, V vocabulary, V_eff usable ids
@@ -6,19 +6,19 @@ M parents, C chain steps, L processor layers, d embedding dim, V vocabulary, V_e
 
 A split is a pure function of (DataConfig, split): row i comes from block i // 1024, whose draws
 come from its own stream ``PCG64(SeedSequence(split_seed, spawn_key=(1, split_code, block)))``
-(§6.2). So any range of rows can be computed alone, in any chunking, by any number of worker
-processes, and the first n rows do not depend on the split size. cotlab supports one fixed
-(N, M, C, K) per dataset, so the §6.2 choice-index draws (step 1) are skipped, as §6.2 allows
-for draws a configuration does not need.
+(docs/data.md ("Seeds and random streams")). So any range of rows can be computed alone, in any
+chunking, by any number of worker processes, and the first n rows do not depend on the split
+size. cotlab supports one fixed (N, M, C, K) per dataset, so no stream draws a per-sequence shape
+(paper 2's draws from choice tuples, not supported yet: docs/reproduce.md ("Paper 2")).
 
 Chain tokens are computed B sequences x K examples at a time with a loop over the C steps only
-(§2.2), in float64 (the canonical precision). Tiles of B rows are aligned to fixed offsets
-inside each block, so every row goes through exactly the same floating-point operations whatever
-the chunk size or worker count: the output is bit-for-bit independent of both. With
-device="cuda" the same float64 operations run in torch on the GPU (draws stay on the CPU, in the
-worker processes); a different BLAS can only change a token where two logits agree to ~1e-15.
-For speed give each process one BLAS thread (`cotlab generate` does): threaded OpenBLAS on these
-small matmuls was measured 5x slower on 2 cores.
+(docs/data.md ("The data-generating process")), in float64 (the canonical precision). Tiles of B
+rows are aligned to fixed offsets inside each block, so every row goes through exactly the same
+floating-point operations whatever the chunk size or worker count: the output is bit-for-bit
+independent of both. With device="cuda" the same float64 operations run in torch on the GPU
+(draws stay on the CPU, in the worker processes); a different BLAS can only change a token where
+two logits agree to ~1e-15. For speed give each process one BLAS thread (`cotlab generate` does):
+threaded OpenBLAS on these small matmuls was measured 5x slower on 2 cores.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ import numpy as np
 
 from cotlab.config import ConfigError, DataConfig, fail
 
-BLOCK_SIZE = 1024  # rows per random-stream block (data.md §6.2); every block draws at full size
+# Rows per random-stream block (docs/data.md, "Seeds and random streams"); every block draws at full size.
+BLOCK_SIZE = 1024
 SPLIT_CODES = {"train": 0, "eval": 1}
 CPU_LOGITS_BYTES = 4 << 20  # a CPU tile's (B, K, V_eff) float64 logits stay cache-sized
 CPU_MAX_TILE = 64  # larger tiles gain nothing and make small chunks recompute more
@@ -47,7 +48,7 @@ LEAKY_SLOPE = 0.5  # the authors' nn.LeakyReLU(0.5), not torch's default 0.01
 
 @dataclass
 class Rows:
-    """Generated sequences, one row each (data.md §6.3); every array is indexed by row first.
+    """Generated sequences, one row each (docs/data.md, "Storage"); every array is indexed by row first.
 
     seq_idx (n,) int64 canonical row index; inputs (n, K, N) int32; chain (n, K, C) int32 with the
     answer of example k at chain[:, k, C-1]; dag (n, C, M) int32 node ids, ascending per step
@@ -82,7 +83,8 @@ class Rows:
 
 @dataclass(frozen=True)
 class Globals:
-    """Objects drawn once per (config point, seed) and shared by both splits (data.md §2.1).
+    """Objects drawn once per (config point, seed) and shared by both splits (docs/data.md, "The
+    data-generating process").
 
     embedding (V, d) float64 = E; h_pool (P, C, L, d, d) for per_sequence pools or (P, L, d, d) for
     per_position pools, float64, or None; fixed_dag (C, M) int32, or None (fresh DAG per row).
@@ -94,7 +96,8 @@ class Globals:
 
 
 def stream(entropy: int, *spawn_key: int) -> np.random.Generator:
-    """The numpy stream of data.md §6.2: ``Generator(PCG64(SeedSequence(entropy, spawn_key)))``."""
+    """A random stream (docs/data.md, "Seeds and random streams"): ``Generator(PCG64(SeedSequence(entropy,
+    spawn_key)))``."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=spawn_key)))
 
 
@@ -102,7 +105,8 @@ def dag_from_keys(keys: np.ndarray, n_parents: int) -> np.ndarray:
     """(n, C, N+C-1) float64 keys -> (n, C, M) int32 DAG.
 
     pa(c) (0-based step c) is the M nodes of 0..N+c-1 with the smallest keys, stored ascending:
-    the smallest M of i.i.d. uniform keys are a uniformly random M-subset (data.md §2.1 step 4).
+    the smallest M of i.i.d. uniform keys are a uniformly random M-subset (the DAG of docs/data.md
+    ("The data-generating process")).
     """
     n, C, width = keys.shape
     N = width - C + 1
@@ -114,7 +118,8 @@ def dag_from_keys(keys: np.ndarray, n_parents: int) -> np.ndarray:
 
 
 def global_objects(cfg: DataConfig) -> Globals:
-    """E, the H pool and the fixed DAG from the base seed (data.md §6.2, spawn keys (0, 0..2))."""
+    """E, the H pool and the fixed DAG from the base seed: spawn keys (0, 0..2) of docs/data.md
+    ("Seeds and random streams")."""
     V, d, N, M, C, L = (cfg.vocab_size, cfg.n_dims, cfg.n_inputs, cfg.n_parents,
                         cfg.chain_length, cfg.h_num_layers)
     embedding = cfg.data_init_range * stream(cfg.seed, 0, 0).standard_normal((V, d))  # (V, d)
@@ -137,7 +142,7 @@ def _cached_globals(cfg_json: str) -> Globals:
 
 
 def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """sigma of data.md §2.1 as an elementwise numpy function (float64 in, float64 out)."""
+    """sigma of docs/data.md ("The data-generating process") as an elementwise numpy function (float64)."""
     if name == "leaky_relu":
         return lambda z: np.where(z >= 0, z, LEAKY_SLOPE * z)
     if name == "relu":
@@ -154,7 +159,8 @@ def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, inputs: np.ndarray,
                  activation: str, n_usable: int, *, workspace: np.ndarray | None = None) -> np.ndarray:
-    """The map (E, H, DAG, inputs) -> chain tokens of data.md §2.1, batched as in §2.2.
+    """The map (E, H, DAG, inputs) -> chain tokens of docs/data.md ("The data-generating process"),
+    batched over rows and examples.
 
     embedding (V, d) float64; weights (B, C, L, d, d) float64 with weights[b, c, l] = W_{c,l+1}
     acting on column vectors (z = W e); dag (B, C, M) node ids; inputs (B, K, N) token ids;
@@ -255,8 +261,9 @@ def _normal_rows(rng: np.random.Generator, row_shape: tuple[int, ...], lo: int, 
 
 
 def draw_rows(cfg: DataConfig, split: str, block: int, lo: int, hi: int, glob: Globals) -> Draws:
-    """Rows [lo, hi) of block `block` of `split`, in the data.md §6.2 draw order: DAG keys, token
-    processors (fresh weights or pool indices), inputs, CoT coins (special tokens only)."""
+    """Rows [lo, hi) of block `block` of `split`, in the draw order of the block's stream (docs/data.md
+    ("Seeds and random streams")): DAG keys, token processors (fresh weights or pool indices),
+    inputs, CoT coins (special tokens only)."""
     N, M, C, K, L, d = (cfg.n_inputs, cfg.n_parents, cfg.chain_length, cfg.n_examples,
                         cfg.h_num_layers, cfg.n_dims)
     n = hi - lo

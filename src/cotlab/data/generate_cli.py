@@ -1,4 +1,4 @@
-"""`cotlab generate`: write one split of a data point as Parquet shards + manifest (data.md §6).
+"""`cotlab generate`: write one split of a data point as Parquet shards + manifest (docs/data.md ("Storage")).
 
     cotlab generate --out results/data/<data_id>/train --split train --set n_sequences=3200000
     cotlab generate --out results/data/<data_id>/eval --split eval --config point.yaml --workers 2

@@ -4,7 +4,7 @@ Epoch e visits every row exactly once. Its order comes from two keyed numpy stre
 (epoch, position) can be recomputed without replaying earlier epochs:
 - shard order: Generator(PCG64(SeedSequence(seed, spawn_key=(3, e)))).permutation(n_shards);
 - rows within shard s: Generator(PCG64(SeedSequence(seed, spawn_key=(3, e, s)))).permutation(rows_s).
-(Spawn keys 0-2 belong to the generator and the eval-time edits, data.md §6.2 and prompts.py.)
+(Spawn keys 0-2 belong to the generator and the eval-time edits: docs/data.md ("Seeds and random streams").)
 Only one shard is held in memory. The stream of rows runs on across epoch boundaries, so a batch
 may end one epoch and start the next and no row is ever dropped.
 

@@ -1,4 +1,4 @@
-"""Prompt rendering: raw rows -> token ids, labels and eval prompts (data.md §3, §4.2-4.6).
+"""Prompt rendering: raw rows -> token ids, labels and eval prompts (docs/prompts.md).
 
 Pure, vectorized functions of (rows, format, recipe, n_rows): no Python loop over rows except the
 keyed permutation of `drop_strategy: random`. Letters: B rows, K examples (the query included),
@@ -65,7 +65,8 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int) -> np.ndarra
     """Which examples are rendered in CoT form: (B, K) bool.
 
     Hybrid: example k of row i is CoT iff cot_u[i, k] < min(2^32, floor(r_CoT(seq_idx_i)·2^32))
-    (data.md §6.2), so the CoT sets are nested across recipes. Other formats: all or none.
+    (docs/prompts.md ("CoT-Recipe (hybrid format)")), so the CoT sets are nested across recipes.
+    Other formats: all or none.
     """
     shape = rows.inputs.shape[:2]
     if not prompt_cfg.spec.mixed:
@@ -81,7 +82,7 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int) -> np.ndarra
 
 
 def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_rows: int) -> TrainBatch:
-    """Full sequences for teacher forcing: (B, T) ids, labels and mask (data.md §3, §4.3).
+    """Full sequences for teacher forcing: (B, T) ids, labels and mask (docs/prompts.md ("Labels")).
 
     n_rows is the size of the split the rows come from (the recipe's n). drop_k and force are
     eval-only and ignored here; offset applies.
@@ -115,9 +116,10 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
                 eval_seed: int) -> EvalBatch:
     """Eval prompts = K-1 demonstrations + the query's inputs; target = the rest of the query.
 
-    standard: target [y_C]; cot: [y_1..y_C]; special formats (data.md §4.3): ⟨bos⟩, the demos (each
-    in its own form, drop_k spans deleted), the query's ⟨is⟩ x ⟨ie⟩ and the forced token if any;
-    target = the rest of the query in the form its own coin (or `force`) sets, y_C at target[-3].
+    standard: target [y_C]; cot: [y_1..y_C]; special formats (docs/prompts.md, "Eval prompts"):
+    ⟨bos⟩, the demos (each in its own form, drop_k spans deleted), the query's ⟨is⟩ x ⟨ie⟩ and the
+    forced token if any; target = the rest of the query in the form its own coin (or `force`) sets,
+    y_C at target[-3].
     eval_seed keys drop_strategy=random: demo order = Generator(PCG64(SeedSequence(eval_seed,
     spawn_key=(2, seq_idx)))).permutation(K-1), and the first k CoT demos in that order lose their
     span, so dropped sets grow with k.

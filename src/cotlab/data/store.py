@@ -1,4 +1,4 @@
-"""One split of a data point on disk (data.md §6.3-6.4): Parquet shards + manifest.json.
+"""One split of a data point on disk (docs/data.md ("Storage")): Parquet shards + manifest.json.
 
 Layout of a split directory DIR:
     manifest.json       written last; without it the directory is not a dataset
@@ -13,7 +13,7 @@ An existing complete DIR with the same data_id, split and row count is left alon
 `write_dataset` replaces any other cotlab dataset at DIR (`cotlab generate` one of the same data_id
 and split, others with --force); a DIR that is not a cotlab dataset is refused.
 
-Hashes are over the decoded columns, not the Parquet bytes (data.md §6.4): a shard's
+Hashes are over the decoded columns, not the Parquet bytes (docs/data.md ("Storage")): a shard's
 content_sha256 is SHA-256 over its columns in schema order, each as the int64 list offsets (list
 columns only, starting at 0) then the little-endian values; the dataset content_sha256 is SHA-256
 over the concatenated hex digests of its shards, in order. `open_dataset` verifies all of them.
@@ -53,7 +53,7 @@ class DatasetError(ConfigError):
 
 
 def arrow_schema(cfg: DataConfig) -> pa.Schema:
-    """The shard schema of data.md §6.3 (cot_u only with special tokens)."""
+    """The shard schema of docs/data.md ("Storage") (cot_u only with special tokens)."""
     columns = [("seq_idx", pa.int64()), ("n_inputs", pa.int32()), ("n_parents", pa.int32()),
                ("chain_length", pa.int32()), ("n_examples", pa.int32()), ("dag", pa.list_(pa.int32())),
                ("h_ids", pa.list_(pa.int32())), ("inputs", pa.list_(pa.int32())),
