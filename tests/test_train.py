@@ -370,3 +370,13 @@ def test_tensorboard_logger_writes_the_metrics_of_every_evaluation(data, tmp_pat
         assert [s.step for s in scalars] == metrics["step"].tolist()
         assert [s.value for s in scalars] == pytest.approx(metrics[name].tolist(), rel=1e-6)
     assert pd.read_parquet(plain / "metrics.parquet")["answer_acc"].tolist() == metrics["answer_acc"].tolist()
+
+
+def test_cotlab_logger_environment_turns_the_logger_on_and_is_checked(data, tmp_path, monkeypatch, capsys):
+    """The workflow's switch (COTLAB_LOGGER=tensorboard snakemake ...): no param changes, so no rerun."""
+    monkeypatch.setenv("COTLAB_LOGGER", "tensorboard")
+    assert cli(train_args(data, tmp_path / "run")) == 0
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    monkeypatch.setenv("COTLAB_LOGGER", "wandb")
+    assert cli(train_args(data, tmp_path / "other")) == 2
+    assert "logger='wandb'" in capsys.readouterr().err and not (tmp_path / "other").exists()

@@ -356,7 +356,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Validate everything, then train on this process, under torchrun, or relaunch under torchrun."""
-    sets = [*args.set, *([f"prompt.format={args.format}"] if args.format else [])]
+    # COTLAB_LOGGER=tensorboard turns the logger on for every job of a workflow without touching its
+    # params (the logger changes no result, so it must not rerun anything); an explicit --set wins.
+    logger = [f"logger={os.environ['COTLAB_LOGGER']}"] if os.environ.get("COTLAB_LOGGER") else []
+    sets = [*logger, *args.set, *([f"prompt.format={args.format}"] if args.format else [])]
     launched = "LOCAL_RANK" in os.environ  # under torchrun
     world_size = int(os.environ.get("WORLD_SIZE", "1")) if launched else args.nproc
     if world_size < 1:
