@@ -85,7 +85,8 @@ def _names(keep) -> str:
 
 
 class RecipeConfig(Section):
-    """CoT-Recipe (docs/prompts.md): row idx of n is CoT with probability min(scale·(idx/n)^alpha + p0, p1)."""
+    """CoT-Recipe (docs/prompts.md): row idx of n is CoT with probability min(scale·(pi(idx)/n)^alpha + p0, p1),
+    pi a permutation of 0..n-1 keyed by the data seed (cotlab.data.prompts.recipe_slot)."""
 
     alpha: float
     """Exponent, >= 0; YAML `.inf` (+inf) gives r = 0 and 0 gives r = 1 (IEEE pow)."""

@@ -11,7 +11,7 @@ from cotlab.config import ConfigError, DataConfig, build
 from cotlab.yamlio import load
 from cotlab.data.generate import Rows
 from cotlab.formats import PromptConfig, RecipeConfig
-from cotlab.data.prompts import (IGNORE, cot_examples, recipe_probability,
+from cotlab.data.prompts import (IGNORE, cot_examples, recipe_probability, recipe_slot,
                                  render_eval, render_train)
 
 U32 = 2**32
@@ -112,10 +112,12 @@ WORKED_B = DataConfig(vocab_size=16, n_dims=2, n_inputs=3, n_parents=2, chain_le
 def test_worked_example_b_hybrid():
     assert WORKED_B.special_ids() == dict(pad=15, bos=14, eos=13, input_start=12, input_end=11,
                                           think_start=10, think_end=9, answer_start=8, answer_end=7)
-    # coins: example 1 is CoT (0 < 2^31), the query is standard (2^32-1 >= 2^31) at r = 0.5
-    rows = make_rows([[[1, 3, 2], [0, 3, 1]]], [[[1, 0, 4], [4, 0, 4]]], cot_u=[[0, U32 - 1]], seq_idx=[1])
-    cfg = prompt(format="hybrid_special_token", recipe={"alpha": 1.0})  # r = 1/2 at idx 1 of 2
-    assert cot_examples(rows, cfg, 2).tolist() == [[True, False]]
+    # coins: example 1 is CoT (0 < 2^31), the query is standard (2^32-1 >= 2^31) at r = 0.5, i.e. in
+    # recipe slot 1 of 2; the row holding that slot is found through the data seed's permutation
+    seq_idx = int(np.flatnonzero(recipe_slot(np.arange(2), 2, WORKED_B.seed) == 1)[0])
+    rows = make_rows([[[1, 3, 2], [0, 3, 1]]], [[[1, 0, 4], [4, 0, 4]]], cot_u=[[0, U32 - 1]], seq_idx=[seq_idx])
+    cfg = prompt(format="hybrid_special_token", recipe={"alpha": 1.0})  # r = 1/2 at slot 1 of 2
+    assert cot_examples(rows, cfg, 2, WORKED_B.seed).tolist() == [[True, False]]
     train = render_train(rows, WORKED_B, cfg, 2)
     assert train.input_ids.tolist() == [[14, 12, 1, 3, 2, 11, 10, 1, 0, 9, 8, 4, 7, 13, 12, 0, 3, 1, 11, 8, 4, 7, 13]]
     assert train.labels.tolist() == [[14] + [M] * 5 + [10, 1, 0, 9, 8, 4, 7, 13] + [M] * 5 + [8, 4, 7, 13]]
@@ -160,7 +162,7 @@ def test_special_formats_match_naive_oracle(fmt):
     s = cfg.special_ids()
     rows = random_rows(np.random.default_rng(0), 32, 5, 3, 2, cfg.n_usable, coins=True)
     pcfg = prompt(format=fmt, recipe={"alpha": 1.0} if fmt.startswith("hybrid") else None)
-    cot = cot_examples(rows, pcfg, 32)
+    cot = cot_examples(rows, pcfg, 32, cfg.seed)
     train = render_train(rows, cfg, pcfg, 32)
     ev = render_eval(rows, cfg, pcfg, 32, eval_seed=0)
     for i in range(32):
@@ -215,25 +217,27 @@ def test_hybrid_recipe_extremes_and_cot_share():
 
     cfg, rows, pcfg, batch = hybrid_batch(1.0)
     spans = (batch.input_ids == cfg.special_ids()["think_start"]).sum()
-    p = recipe_probability(rows.seq_idx, 400, pcfg.recipe).mean()  # ≈ 0.5
+    p = recipe_probability(recipe_slot(rows.seq_idx, 400, cfg.seed), 400, pcfg.recipe).mean()  # ≈ 0.5
     trials = 400 * 10
     half_width = 4 * math.sqrt(trials * p * (1 - p))  # ±4σ binomial interval, ~1/16,000 false alarms
     assert abs(spans - trials * p) < half_width
-    assert (cot_examples(rows, pcfg, 400).sum(1) == (batch.input_ids == cfg.special_ids()["think_start"]).sum(1)).all()
+    think = (batch.input_ids == cfg.special_ids()["think_start"]).sum(1)
+    assert (cot_examples(rows, pcfg, 400, cfg.seed).sum(1) == think).all()
 
 
 def test_cot_threshold_and_nested_sets():
     recipe = {"alpha": 0.0, "scale": 0.0}
     rows = make_rows(np.zeros((1, 4, 1)), np.zeros((1, 4, 1)), cot_u=[[2**31 - 1, 2**31, 0, U32 - 1]])
     half = prompt(format="hybrid_special_token", recipe={**recipe, "p0": 0.5})
-    assert cot_examples(rows, half, 1).tolist() == [[True, False, True, False]]
+    assert cot_examples(rows, half, 1, 0).tolist() == [[True, False, True, False]]
     one = prompt(format="hybrid_special_token", recipe={**recipe, "p0": 1.0})
-    assert cot_examples(rows, one, 1).all()  # threshold 2^32: even the largest coin is CoT
+    assert cot_examples(rows, one, 1, 0).all()  # threshold 2^32: even the largest coin is CoT
     zero = prompt(format="hybrid_special_token", recipe={**recipe, "p0": 0.0})
-    assert not cot_examples(rows, zero, 1).any()
-    # CoT sets are nested across alpha (smaller alpha -> larger r -> superset)
-    _, rows, _, _ = hybrid_batch(1.0)
-    sets = [cot_examples(rows, prompt(format="hybrid_special_token", recipe={"alpha": a}), 400)
+    assert not cot_examples(rows, zero, 1, 0).any()
+    # CoT sets are nested across alpha (smaller alpha -> larger r -> superset): the recipe's
+    # permutation of the rows does not depend on the recipe (tests/data/test_recipe_order.py)
+    cfg, rows, _, _ = hybrid_batch(1.0)
+    sets = [cot_examples(rows, prompt(format="hybrid_special_token", recipe={"alpha": a}), 400, cfg.seed)
             for a in (0.0, 0.5, 1.0, 2.0, math.inf)]
     for bigger, smaller in zip(sets, sets[1:]):
         assert (smaller <= bigger).all()

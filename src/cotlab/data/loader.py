@@ -4,7 +4,10 @@ Epoch e visits every row exactly once. Its order comes from two keyed numpy stre
 (epoch, position) can be recomputed without replaying earlier epochs:
 - shard order: Generator(PCG64(SeedSequence(seed, spawn_key=(3, e)))).permutation(n_shards);
 - rows within shard s: Generator(PCG64(SeedSequence(seed, spawn_key=(3, e, s)))).permutation(rows_s).
-(Spawn keys 0-2 belong to the generator and the eval-time edits: docs/data.md ("Seeds and random streams").)
+(Spawn keys 0-2 belong to the generator and the eval-time edits, 4 to the CoT-Recipe's permutation:
+docs/data.md ("Seeds and random streams").) The shards hold rows in row order, so the order is
+shuffled within one shard at a time; the CoT-Recipe does not rise with the row index (its slots are
+permuted over the split, cotlab.data.prompts.recipe_slot), so the CoT share stays flat over training.
 Only one shard is held in memory. The stream of rows runs on across epoch boundaries, so a batch
 may end one epoch and start the next and no row is ever dropped.
 

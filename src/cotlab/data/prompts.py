@@ -10,7 +10,8 @@ Formats:
 - `standard_special_token` / `cot_special_token` / `hybrid_special_token` (paper 2): ⟨bos⟩ then
   examples ⟨is⟩ x ⟨ie⟩ [⟨ts⟩ y_1..y_{C-1} ⟨te⟩] ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩, the bracketed think span present
   in CoT examples only; hybrid draws each example's form from its stored coin `cot_u` and the
-  CoT-Recipe. Rows differ in length, so batches are left-padded with the pad id.
+  CoT-Recipe, evaluated at the row's slot in a keyed permutation of the split (`recipe_slot`).
+  Rows differ in length, so batches are left-padded with the pad id.
 
 Every format is rendered from the full CoT layout and a boolean keep-mask, then packed: standard
 examples and dropped demonstrations simply lose their think span.
@@ -19,6 +20,7 @@ examples and dropped demonstrations simply lose their think span.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 
 IGNORE = -100  # label / target value that the loss and the scorer skip
 DROP_KEY = 2  # spawn_key (2, seq_idx) of drop_strategy=random (0 = global objects, 1 = row blocks)
+RECIPE_KEY = 4  # spawn_key (4,) of the CoT-Recipe's permutation (3 = the training loader)
+RECIPE_ROUNDS = 6  # Feistel rounds of that permutation
 
 
 @dataclass
@@ -55,18 +59,66 @@ class EvalBatch:
 def recipe_probability(idx: np.ndarray, n: int, recipe: RecipeConfig) -> np.ndarray:
     """r_CoT = min(scale·(idx/n)^alpha + p0, p1) in float64 with IEEE pow (0^0 = 1, x^inf = 0 for x < 1).
 
-    idx: (B,) integer row indices of a split with n rows -> (B,) float64.
+    idx: (B,) integer recipe slots (`recipe_slot` of the row indices) of a split with n rows -> (B,) float64.
     """
     x = np.asarray(idx, dtype=np.float64) / float(n)
     return np.minimum(recipe.scale * np.power(x, recipe.alpha) + recipe.p0, recipe.p1)
 
 
-def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int) -> np.ndarray:
+def recipe_slot(idx: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """pi(idx): a keyed pseudo-random permutation of 0..n-1, evaluated per row (docs/prompts.md
+    ("CoT-Recipe (hybrid format)")).
+
+    The recipe is laid out over slots 0..n-1 and row idx takes slot pi(idx), so a split's CoT rows
+    are the recipe's (same slots, same probabilities) but scattered over the row order instead of
+    rising with it. pi is a balanced Feistel network of RECIPE_ROUNDS rounds on 2h bits (4^h >= n,
+    h >= 1) restricted to 0..n-1 by cycle walking; its round keys are
+    SeedSequence(seed, spawn_key=(4,)).generate_state(RECIPE_ROUNDS, uint64), seed = the data seed.
+    Pure in (idx, n, seed): batching and row order do not matter. idx: (B,) ints in [0, n) -> (B,) int64.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    if n < 1:
+        fail("n_rows", n, "must be >= 1")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        fail("n_rows", n, f"must exceed every row index, all >= 0 (got {int(idx.min())}..{int(idx.max())})")
+    half = max(1, ((n - 1).bit_length() + 1) // 2)  # bits per Feistel half
+    keys = _recipe_keys(seed)
+    slot = _feistel(idx.astype(np.uint64), half, keys)
+    outside = np.flatnonzero(slot >= n)
+    while outside.size:  # cycle walking: re-encrypt until the value lies in 0..n-1 (expected < 4 passes)
+        slot[outside] = _feistel(slot[outside], half, keys)
+        outside = outside[slot[outside] >= n]
+    return slot.astype(np.int64)
+
+
+@lru_cache(maxsize=64)
+def _recipe_keys(seed: int) -> tuple[int, ...]:
+    state = np.random.SeedSequence(seed, spawn_key=(RECIPE_KEY,)).generate_state(RECIPE_ROUNDS, np.uint64)
+    return tuple(int(k) for k in state)
+
+
+def _feistel(value: np.ndarray, half: int, keys: tuple[int, ...]) -> np.ndarray:
+    """One pass of the Feistel network on 2·half-bit values: (B,) uint64 -> (B,) uint64, a bijection."""
+    mask = np.uint64((1 << half) - 1)
+    shift = np.uint64(half)
+    left, right = value >> shift, value & mask
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps modulo 2^64 by design
+        for key in keys:  # round function: splitmix64's finalizer of (right + key)
+            z = right + np.uint64(key)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z ^= z >> np.uint64(31)
+            left, right = right, left ^ (z & mask)
+    return (left << shift) | right
+
+
+def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int, seed: int) -> np.ndarray:
     """Which examples are rendered in CoT form: (B, K) bool.
 
-    Hybrid: example k of row i is CoT iff cot_u[i, k] < min(2^32, floor(r_CoT(seq_idx_i)·2^32))
-    (docs/prompts.md ("CoT-Recipe (hybrid format)")), so the CoT sets are nested across recipes.
-    Other formats: all or none.
+    Hybrid: example k of row i is CoT iff cot_u[i, k] < min(2^32, floor(r_CoT(pi(seq_idx_i))·2^32)),
+    pi = recipe_slot keyed by `seed` (the data seed) (docs/prompts.md ("CoT-Recipe (hybrid format)")).
+    pi does not depend on the recipe, so the CoT sets are nested across recipes.
+    Other formats: all or none (seed unused).
     """
     shape = rows.inputs.shape[:2]
     if not prompt_cfg.spec.mixed:
@@ -76,7 +128,7 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int) -> np.ndarra
                           "(generate the data with special_tokens=true)")
     if len(rows.seq_idx) and int(rows.seq_idx.max()) >= n_rows:
         fail("n_rows", n_rows, f"must exceed every seq_idx (max {int(rows.seq_idx.max())})")
-    r = recipe_probability(rows.seq_idx, n_rows, prompt_cfg.recipe)  # (B,)
+    r = recipe_probability(recipe_slot(rows.seq_idx, n_rows, seed), n_rows, prompt_cfg.recipe)  # (B,)
     threshold = np.minimum(2.0**32, np.floor(r * 2.0**32))  # exact in float64
     return rows.cot_u.astype(np.float64) < threshold[:, None]
 
@@ -84,8 +136,8 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int) -> np.ndarra
 def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_rows: int) -> TrainBatch:
     """Full sequences for teacher forcing: (B, T) ids, labels and mask (docs/prompts.md ("Labels")).
 
-    n_rows is the size of the split the rows come from (the recipe's n). drop_k and force are
-    eval-only and ignored here; offset applies.
+    n_rows is the size of the split the rows come from (the recipe's n; the hybrid's permutation
+    of it is keyed by data_cfg.seed). drop_k and force are eval-only and ignored here; offset applies.
     """
     prompt_cfg.check(data_cfg)
     _check_rows(rows, data_cfg)
@@ -101,7 +153,7 @@ def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_r
     N = rows.inputs.shape[2]
     labels = ids.copy()
     labels[:, :, : N + 2] = IGNORE  # ⟨is⟩ x ⟨ie⟩ is context; from ⟨ts⟩/⟨as⟩ on everything is a target
-    keep = _keep_spans(~cot_examples(rows, prompt_cfg, n_rows), N, rows.chain.shape[2])  # (B, K, L)
+    keep = _keep_spans(~cot_examples(rows, prompt_cfg, n_rows, data_cfg.seed), N, rows.chain.shape[2])  # (B, K, L)
 
     bos = np.full((B, 1), special["bos"], np.int64)
     ids = np.concatenate([bos, ids.reshape(B, K * L)], axis=1)  # (B, 1 + K*L); ⟨bos⟩ labels itself
@@ -142,7 +194,7 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
     special = data_cfg.special_ids()
     examples = _special_examples(rows, special)  # (B, K, L)
     L = examples.shape[2]
-    cot = cot_examples(rows, prompt_cfg, n_rows)  # (B, K)
+    cot = cot_examples(rows, prompt_cfg, n_rows, data_cfg.seed)  # (B, K)
     drop = _dropped_demos(rows, cot[:, : K - 1], prompt_cfg, eval_seed)  # (B, K-1)
     demo_keep = _keep_spans(~cot[:, : K - 1] | drop, N, C)  # (B, K-1, L)
 
