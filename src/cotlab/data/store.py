@@ -17,6 +17,12 @@ Hashes are over the decoded columns, not the Parquet bytes (docs/data.md ("Stora
 content_sha256 is SHA-256 over its columns in schema order, each as the int64 list offsets (list
 columns only, starting at 0) then the little-endian values; the dataset content_sha256 is SHA-256
 over the concatenated hex digests of its shards, in order. `open_dataset` verifies all of them.
+
+A successful verification is remembered in DIR/.verified.json (written atomically, skipped when DIR
+is read-only): the SHA-256 of the manifest's content and every shard's (size, mtime_ns, inode).
+A later open trusts it, without re-hashing, only when all of these match exactly and every shard
+was last modified RACY_NS before that verification began; anything else (a changed, replaced or
+touched shard, another manifest, a garbled cache file) re-hashes everything and refreshes it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import hashlib
 import json
 import os
 import shutil
+import stat
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import cotlab
-from cotlab.atomic import check_creatable, remove_stale_temps, replace_dir
+from cotlab.atomic import check_creatable, remove_stale_temps, replace_dir, write_atomic
 from cotlab.config import (GENERATOR_VERSION, ConfigError, DataConfig, build, data_id, read_json,
                            clip, resolved_data, short)
 from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
@@ -45,6 +53,12 @@ SCHEMA_VERSION = 1
 ROWS_PER_SHARD = 65_536
 ROW_GROUP_ROWS = 8_192
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, row_group_size=ROW_GROUP_ROWS)
+VERIFIED_FILE = ".verified.json"  # the cached verdict of open_dataset (module docstring)
+VERIFIED_FORMAT = "cotlab-verified"
+# A shard modified less than this before a verification began may have changed again within the same
+# mtime tick (1-2 s on some network filesystems) after it was read; such a verdict is not trusted.
+# Also covers clock skew between this machine and the file server.
+RACY_NS = 5_000_000_000
 
 
 class DatasetError(ConfigError):
@@ -324,10 +338,13 @@ def _load_npy(path: Path, expected: dict[str, str] | None, shape: tuple[int, ...
     return array
 
 
-def open_dataset(path: str | Path, *, verify: bool = True) -> Dataset:
+def open_dataset(path: str | Path, *, verify: bool = True, cache: bool = True) -> Dataset:
     """Open a split directory, checking the manifest, the .npy files and (verify=True) every shard:
     present, readable, the right schema and row count, and the recorded content hash. Any problem
-    raises DatasetError naming the file. verify=False skips re-hashing the shards."""
+    raises DatasetError naming the file. verify=False skips re-hashing the shards. With cache=True
+    a verdict in .verified.json that still matches every shard's (size, mtime_ns, inode) replaces
+    the re-hashing, and a full verification writes one (module docstring); cache=False always
+    re-hashes and leaves the cache file alone."""
     path = Path(path)
     manifest_path = path / "manifest.json"
     if not path.is_dir():
@@ -343,13 +360,63 @@ def open_dataset(path: str | Path, *, verify: bool = True) -> Dataset:
     if cfg.pool_size is not None:
         entry = (C, L, d, d) if cfg.h_pool_mode == "per_sequence" else (L, d, d)
         h_pool = _load_npy(path / "h_pool.npy", manifest["files"].get("h_pool"), (cfg.pool_size, *entry))
+    started = time.time_ns()
+    keys = [_shard_key(path / shard["file"], shard["rows"]) for shard in manifest["shards"]]
+    if verify:
+        record = _verified_record(manifest, keys, started)
+        if not (cache and _trusted(path / VERIFIED_FILE, record)):
+            _verify_shards(path, manifest, cfg)
+            if cache and [_shard_key(path / s["file"], s["rows"]) for s in manifest["shards"]] == keys:
+                _write_verified(path / VERIFIED_FILE, record)
+    return Dataset(path, manifest, cfg, embedding, h_pool)
+
+
+def _shard_key(file: Path, rows: int) -> dict[str, Any]:
+    """What the verdict cache compares for a shard; DatasetError when the shard is missing."""
+    try:
+        info = file.stat()
+    except OSError:
+        info = None
+    if info is None or not stat.S_ISREG(info.st_mode):
+        raise DatasetError(f"{file}: missing shard ({rows} rows listed in the manifest)")
+    return {"file": file.name, "size": info.st_size, "mtime_ns": info.st_mtime_ns, "inode": info.st_ino}
+
+
+def _verified_record(manifest: dict[str, Any], keys: list[dict[str, Any]], started: int) -> dict[str, Any]:
+    content = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return {"format": VERIFIED_FORMAT, "manifest_sha256": hashlib.sha256(content).hexdigest(),
+            "content_sha256": manifest["content_sha256"], "verified_at_ns": started, "shards": keys}
+
+
+def _trusted(cache_path: Path, record: dict[str, Any]) -> bool:
+    """True when the cache file holds a verdict for exactly this manifest and these shard keys, taken
+    long enough after every shard's last modification (RACY_NS). Garbage of any kind is False."""
+    try:
+        cached = json.loads(cache_path.read_bytes())
+        if not isinstance(cached, dict) or set(cached) != set(record):
+            return False
+        verified_at = cached["verified_at_ns"]
+        if type(verified_at) is not int:
+            return False
+        same = all(cached[key] == record[key] for key in record if key != "verified_at_ns")
+        return same and all(key["mtime_ns"] <= verified_at - RACY_NS for key in record["shards"])
+    except (OSError, ValueError, RecursionError):
+        return False
+
+
+def _write_verified(cache_path: Path, record: dict[str, Any]) -> None:
+    """Best effort: a read-only or full directory just gets no cache."""
+    try:
+        write_atomic(cache_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+    except OSError:
+        pass
+
+
+def _verify_shards(path: Path, manifest: dict[str, Any], cfg: DataConfig) -> None:
+    """Read every shard: readable Parquet, the schema of this config, the listed rows and content hash."""
     schema = arrow_schema(cfg)
     for shard in manifest["shards"]:
         file = path / shard["file"]
-        if not file.is_file():
-            raise DatasetError(f"{file}: missing shard ({shard['rows']} rows listed in the manifest)")
-        if not verify:
-            continue
         try:
             table = pq.read_table(file)
         except (pa.ArrowException, OSError) as exc:
@@ -361,7 +428,6 @@ def open_dataset(path: str | Path, *, verify: bool = True) -> Dataset:
             raise DatasetError(f"{file}: holds {table.num_rows} rows, the manifest lists {shard['rows']}")
         if content_hash(table) != shard["content_sha256"]:
             raise DatasetError(f"{file}: content hash does not match the manifest (corrupt or replaced)")
-    return Dataset(path, manifest, cfg, embedding, h_pool)
 
 
 def _check_manifest(manifest: Any, manifest_path: Path) -> DataConfig:
