@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cotlab.config import ConfigError
-from cotlab.decode import KVCache, greedy_decode
+from cotlab.decode import KVCache, greedy_decode, prefill_and_decode
 from cotlab.model import Transformer
 from cotlab.model_config import model_config
 
@@ -118,3 +118,28 @@ def test_prefill_in_chunks_equals_one_forward(model, padded):
     rest = model(ids[:, 8:], None, cache)  # (B, 4, V): continues the cached rows
     whole = model(ids, mask if padded else None)  # (B, 12, V)
     torch.testing.assert_close(torch.cat([first, rest], 1)[mask], whole[mask], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_teacher_forced_continuation_leaves_decoding_bit_identical(model, padded):
+    """prefill_and_decode: the continuation's logits are those of prompt + continuation in one
+    forward, and the cache is rewound so that the greedy tokens and logits are exactly greedy_decode's."""
+    ids, mask = left_padded([11, 6, 9] if padded else [11, 11, 11], seed=5)
+    mask = mask if padded else None
+    continuation = torch.randint(0, 64, (3, 4), generator=torch.Generator().manual_seed(6))
+    tokens, logits = greedy_decode(model, ids, mask, max_new_tokens=5, stop_id=7)
+    decoded = prefill_and_decode(model, ids, mask, max_new_tokens=5, stop_id=7, continuation=continuation)
+    assert torch.equal(decoded.tokens, tokens) and torch.equal(decoded.logits, logits)
+    full_mask = None if mask is None else torch.cat([mask, torch.ones_like(continuation, dtype=torch.bool)], 1)
+    whole = model(torch.cat([ids, continuation], 1), full_mask)  # (B, Tp + Tc, V)
+    keep = torch.ones_like(ids, dtype=torch.bool) if mask is None else mask
+    torch.testing.assert_close(decoded.prompt_logits[keep], whole[:, :11][keep], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decoded.continuation_logits, whole[:, 11:], atol=1e-5, rtol=1e-5)
+    assert prefill_and_decode(model, ids, mask, 2).continuation_logits is None
+
+
+def test_bad_continuation(model):
+    ids, mask = left_padded([4, 2])
+    with pytest.raises(ConfigError, match="^continuation="):
+        prefill_and_decode(model, ids, mask, 2, continuation=torch.zeros(3, 1, dtype=torch.long))

@@ -13,7 +13,7 @@ from cotlab.config import ConfigError, DataConfig
 from cotlab.data.generate import Rows, generate_rows
 from cotlab.formats import PromptConfig
 from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats
-from cotlab.metrics import evaluate_accuracy, score_rows
+from cotlab.metrics import evaluate_accuracy, reduce_scores, score_rows
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
 
@@ -247,3 +247,98 @@ def test_cli_names_an_unreadable_run_config(run_and_splits, capsys, text):
     (run_dir / "config.json").write_text(text)
     assert evaluate_cli(run_dir, data / "eval") == 2
     assert f"{run_dir / 'config.json'}:" in one_error_line(capsys)
+
+
+# One-pass evaluation (metrics.score_rows, "One pass"): a data point with demonstrations and a chain.
+ONE_PASS_CASES = {
+    "cot": {"format": "cot"},
+    "standard": {"format": "standard", "offset": 2},
+    "cot_special_token": {"format": "cot_special_token", "force": "think"},
+    "standard_special_token": {"format": "standard_special_token", "force": "answer"},
+    "hybrid": {"format": "hybrid_special_token", "recipe": {"alpha": 1.0}},  # left-padded, unforced
+    "drop_k": {"format": "cot_special_token", "force": "think", "drop_k": 2},  # not prompt + target: two passes
+}
+
+
+def one_pass_setup(name: str, scale: float = 1.0):
+    """(model, rows, data config, prompt config) of a ONE_PASS_CASES case; `scale` sharpens the logits."""
+    prompt_cfg = PromptConfig(**ONE_PASS_CASES[name])
+    cfg = DataConfig(vocab_size=32, n_inputs=3, n_parents=2, chain_length=3, n_examples=4,
+                     special_tokens=prompt_cfg.special, fixed_h=True, fixed_dag=True, n_sequences=24)
+    model = Transformer(ModelConfig(n_layer=2, d_model=32, n_head=2, n_kv_head=1, d_ff=64,
+                                    vocab_size=32 + prompt_cfg.offset))
+    model.init_weights(3)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(scale)
+    return model.eval(), generate_rows(cfg, "eval", 0, 24), cfg, prompt_cfg
+
+
+def reference_ce(model, rows, cfg, prompt_cfg, batch_size):
+    """Today's eval_loss terms, by definition: a separate teacher-forced forward of the training rendering."""
+    from cotlab.data.prompts import IGNORE, render_train
+
+    ce, count = [], []
+    for start in range(0, len(rows.seq_idx), batch_size):
+        seq = render_train(rows.take(slice(start, start + batch_size)), cfg, prompt_cfg, len(rows.seq_idx))
+        mask = None if seq.attention_mask.all() else torch.from_numpy(seq.attention_mask)
+        labels = torch.from_numpy(seq.labels[:, 1:])
+        out = model(torch.from_numpy(seq.input_ids), mask)[:, :-1]
+        loss = torch.nn.functional.cross_entropy(out.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        ce.append(loss.double().sum(dim=1).numpy())
+        count.append((labels != IGNORE).sum(dim=1).numpy())
+    return np.concatenate(ce), np.concatenate(count)
+
+
+@pytest.mark.parametrize("scale", [1.0, 20.0])
+@pytest.mark.parametrize("name", list(ONE_PASS_CASES))
+def test_one_pass_scores_equal_the_two_pass_definition(name, scale):
+    """Every per-row score of the one-pass evaluation is exactly the two-pass one (decoding, then a
+    separate forward of the training rendering), and its eval_loss terms match to 1e-6 relative."""
+    model, rows, cfg, prompt_cfg = one_pass_setup(name, scale)
+    with torch.no_grad():
+        new = score_rows(model, rows, cfg, prompt_cfg, batch_size=7, device="cpu")
+        old = score_rows(model, rows, cfg, prompt_cfg, batch_size=7, device="cpu", one_pass=False)
+        ce, count = reference_ce(model, rows, cfg, prompt_cfg, batch_size=7)
+    for field in ("answer", "valid", "gen_len", "chain", "present", "chain_loss", "ce_tokens", "majority"):
+        assert np.array_equal(getattr(new, field), getattr(old, field)), field  # chain_loss: bit for bit
+    np.testing.assert_array_equal(new.ce_tokens, count)
+    np.testing.assert_allclose(new.ce, ce, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(old.ce, ce, rtol=1e-6, atol=0)
+    new_metrics, old_metrics = reduce_scores(new, cfg, prompt_cfg), reduce_scores(old, cfg, prompt_cfg)
+    assert new_metrics["eval_loss"] == pytest.approx(ce.sum() / count.sum(), rel=1e-6)
+    assert {k: v for k, v in new_metrics.items() if k != "eval_loss"} == pytest.approx(
+        {k: v for k, v in old_metrics.items() if k != "eval_loss"}, nan_ok=True, rel=0, abs=0)
+
+
+def forward_positions(model, rows, cfg, prompt_cfg, one_pass: bool) -> float:
+    """Positions the model is run on per evaluated row (B·T summed over forward calls, / n)."""
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].numel()))
+    try:
+        score_rows(model, rows, cfg, prompt_cfg, batch_size=8, device="cpu", one_pass=one_pass)
+    finally:
+        hook.remove()
+    return sum(seen) / len(rows.seq_idx)
+
+
+# Positions per row, two passes -> one pass, for V=32, N=3, C=3, K=4 (Tp prompt, Tt target, T = Tp + Tt,
+# n_new budget): two passes = Tp + (n_new - 1) + T, one pass = Tp + (Tt - 1) + (n_new - 1).
+FORWARD_POSITIONS = {
+    "cot": (47, 25),  # Tp 21, Tt 3, n_new 3
+    "standard": (31, 15),  # Tp 15, Tt 1, n_new 1
+    "cot_special_token": (105, 58),  # Tp 46, Tt 7, n_new 7
+    "standard_special_token": (77, 42),  # Tp 34, Tt 3, n_new 7
+    "drop_k": (97, 97),  # Tp 38: the prompt is not the training rendering's prefix, so two passes
+}
+
+
+@pytest.mark.parametrize("name", list(FORWARD_POSITIONS))
+def test_one_pass_runs_each_prompt_token_through_the_model_once(name):
+    model, rows, cfg, prompt_cfg = one_pass_setup(name)
+    old = forward_positions(model, rows, cfg, prompt_cfg, one_pass=False)
+    new = forward_positions(model, rows, cfg, prompt_cfg, one_pass=True)
+    assert (old, new) == FORWARD_POSITIONS[name]
+    if name != "drop_k":
+        assert new <= 0.6 * old  # cot: 25 / 47 = 0.53

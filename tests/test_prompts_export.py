@@ -83,15 +83,15 @@ def cotlab_scores(run: dict[str, str], fmt: str, sets: list[str], monkeypatch):
     config = json.loads((Path(run["run"]) / "config.json").read_text())
     overrides = {"offset": config["train"]["prompt"]["offset"], **parse_sets(sets)}  # as evaluate does
     [(prompt_cfg, _)] = scored_formats(run["format"], dataset.config, overrides, [format_name(fmt)])
-    fed, budgets, real = [], set(), metrics.greedy_decode
+    fed, budgets, real = [], set(), metrics.prefill_and_decode
 
-    def spy(model, prompt_ids, prompt_mask=None, max_new_tokens=1, stop_id=None):
+    def spy(model, prompt_ids, prompt_mask=None, max_new_tokens=1, stop_id=None, **kwargs):
         mask = torch.ones_like(prompt_ids, dtype=torch.bool) if prompt_mask is None else prompt_mask
         fed.extend(ids[keep].tolist() for ids, keep in zip(prompt_ids, mask))
         budgets.add(max_new_tokens)
-        return real(model, prompt_ids, prompt_mask, max_new_tokens, stop_id)
+        return real(model, prompt_ids, prompt_mask, max_new_tokens, stop_id, **kwargs)
 
-    monkeypatch.setattr(metrics, "greedy_decode", spy)
+    monkeypatch.setattr(metrics, "prefill_and_decode", spy)
     model = load_hf(Path(run["run"]) / "final").eval()
     scores = metrics.score_rows(model, dataset.read(0, N), dataset.config, prompt_cfg, batch_size=16, device="cpu")
     return scores, fed, budgets

@@ -136,9 +136,10 @@ class Oracle(torch.nn.Module):
         logits = torch.zeros(B, T, self.cfg.vocab_size)
         if cache is None:  # teacher forcing: irrelevant here
             return logits
-        if T > 1:  # prefill: remember each row's prompt
-            self.prompts = [tuple(row.tolist()) for row in input_ids]
-            self.emitted = [0] * B
+        if cache is not getattr(self, "cache", None):  # prefill (a new cache): remember each row's prompt
+            self.cache, self.prompts, self.emitted = cache, [tuple(row.tolist()) for row in input_ids], [0] * B
+        elif T > 1:  # the teacher-forced target after the prompt (eval_loss's one pass): irrelevant here
+            return logits
         for b in range(B):
             target = self.answers[self.prompts[b]]
             i = self.emitted[b]
@@ -190,10 +191,12 @@ def test_special_token_oracle_scores_one_with_and_without_forcing(data, fmt, for
             logits = torch.zeros(B, T, self.cfg.vocab_size)
             if cache is None:
                 return logits
-            if T > 1:
+            if cache is not getattr(self, "cache", None):  # prefill
                 mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask
                 self.prompts = [tuple(row[m].tolist()) for row, m in zip(input_ids, mask)]
-                self.emitted = [0] * B
+                self.cache, self.emitted = cache, [0] * B
+            elif T > 1:  # the teacher-forced target (eval_loss)
+                return logits
             for b in range(B):
                 target = self.answers[self.prompts[b]]
                 logits[b, -1, target[min(self.emitted[b], len(target) - 1)]] = 30.0

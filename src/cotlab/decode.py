@@ -4,6 +4,11 @@ The prompt batch is prefilled in one forward pass, then each step feeds one toke
 reads/writes the static cache. Left-padded prompts are supported: each row's RoPE positions
 continue from its own prompt length, and padded slots stay masked for every later step.
 
+`prefill_and_decode` can also teacher-force a continuation after the prompt (evaluation's loss
+on the reference target, `cotlab.metrics.score_rows`): it is fed into the cache after the prefill,
+then the cache is rewound to the prompt and decoding goes on from there, so every prompt token
+goes through the model once.
+
 CUDA graphs: not yet. The cache is preallocated at its final size so that capturing the
 one-token step can be added without changing this interface; in paper 1 the prefill dominates
 (max_new_tokens = C = 2..5 after a 238..358-token prompt).
@@ -13,6 +18,8 @@ heads, Dh head dim, L layers, V vocabulary, n new tokens.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -61,6 +68,20 @@ class KVCache:
             return positions, self.key_valid[:, :stop], False
         return positions, None, start == 0  # one new query may attend to every filled slot
 
+    def mark(self) -> tuple[int, torch.Tensor, bool]:
+        """The fill state now (filled slots, next RoPE positions, padded), for `rewind`."""
+        return self.length, self.next_position.clone(), self.padded
+
+    def rewind(self, mark: tuple[int, torch.Tensor, bool]) -> None:
+        """Forget every slot filled since `mark`: the next forward writes over them.
+
+        Keys and values past `length` are never read before being overwritten (`insert_kv`
+        returns only the filled prefix), so nothing but the bookkeeping needs resetting.
+        """
+        self.length, position, self.padded = mark
+        self.next_position.copy_(position)
+        self.key_valid[:, self.length:] = True
+
     def insert_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, G, T, Dh) into the next T slots -> this layer's keys, values (B, G, S, Dh)."""
@@ -79,17 +100,29 @@ def activation_dtype(model: Transformer, device: torch.device) -> torch.dtype:
     return model.tok_embeddings.weight.dtype
 
 
-@torch.no_grad()
-def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
-                  max_new_tokens: int = 1, stop_id: int | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax decoding of `max_new_tokens` tokens after each prompt (no sampling, no early exit).
+class Decoded(NamedTuple):
+    """What `prefill_and_decode` returns (B rows, Tp prompt slots, Tc continuation tokens, n new tokens)."""
 
-    prompt_ids (B, Tp) int64; prompt_mask (B, Tp) bool, False = left padding (None: no padding)
-    -> tokens (B, n) int64, logits (B, n, V) float32 (logits[:, i] produced tokens[:, i]).
-    Precision follows the caller's autocast context. With `stop_id`, a row that emitted it keeps
-    emitting `stop_id` (like padding) while the batch goes on; its later logits are what the
-    model gives after being fed `stop_id` and carry no meaning.
+    tokens: torch.Tensor  # (B, n) int64: the greedy tokens
+    logits: torch.Tensor  # (B, n, V) float32: logits[:, i] produced tokens[:, i]
+    prompt_logits: torch.Tensor  # (B, Tp, V) float32: the prefill's logits at every prompt slot
+    continuation_logits: torch.Tensor | None  # (B, Tc, V) float32: teacher-forced continuation; None without
+
+
+@torch.no_grad()
+def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
+                       max_new_tokens: int = 1, stop_id: int | None = None,
+                       continuation: torch.Tensor | None = None) -> Decoded:
+    """Greedy decoding (`greedy_decode`) that also keeps the prefill's logits of every prompt slot
+    and, given `continuation` (B, Tc) int64, teacher-forces it after the prompt.
+
+    The continuation is one forward of Tc tokens into the cache right after the prefill; the cache
+    is then rewound to the prompt and decoding continues exactly as without it (the prompt's keys
+    and values and the RoPE positions are untouched, so tokens and logits are bit-identical).
+    Its logits at slot i are those of the prompt followed by continuation[:, :i+1]. A row's
+    continuation may end in filler after its real tokens: causal attention keeps filler from
+    changing the logits before it. Evaluation passes Tc <= max_new_tokens - 1, so the cache has
+    the size plain decoding gives it.
     """
     if prompt_ids.dim() != 2 or prompt_ids.size(1) == 0 or prompt_ids.dtype != torch.long:
         fail("prompt_ids", f"{tuple(prompt_ids.shape)} {prompt_ids.dtype}", "must be (B, Tp>0) int64")
@@ -101,11 +134,22 @@ def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: tor
                  f"must be bool with prompt_ids' shape {tuple(prompt_ids.shape)}")
         if not bool(prompt_mask[:, -1].all()):
             fail("prompt_mask", "a False last column", "prompts must be left-padded (last token real)")
+    if continuation is not None and (continuation.dim() != 2 or continuation.dtype != torch.long
+                                     or continuation.size(0) != prompt_ids.size(0)):
+        fail("continuation", f"{tuple(continuation.shape)} {continuation.dtype}",
+             f"must be (B={prompt_ids.size(0)}, Tc) int64")
     cfg, device = model.cfg, prompt_ids.device
     B, Tp = prompt_ids.shape
-    cache = KVCache(cfg.n_layer, B, Tp + max_new_tokens - 1, cfg.n_kv_head, cfg.head_dim,
+    Tc = 0 if continuation is None else continuation.size(1)
+    cache = KVCache(cfg.n_layer, B, Tp + max(max_new_tokens - 1, Tc), cfg.n_kv_head, cfg.head_dim,
                     activation_dtype(model, device), device)
-    logits = model(prompt_ids, prompt_mask, cache)[:, -1]  # (B, V): batched prefill
+    prompt_logits = model(prompt_ids, prompt_mask, cache)  # (B, Tp, V): batched prefill
+    continuation_logits = None
+    if Tc:
+        prompt_end = cache.mark()
+        continuation_logits = model(continuation, None, cache)  # (B, Tc, V): teacher-forced
+        cache.rewind(prompt_end)
+    logits = prompt_logits[:, -1]  # (B, V)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
     tokens, step_logits = [], []
     for step in range(max_new_tokens):
@@ -117,7 +161,23 @@ def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: tor
         step_logits.append(logits)
         if step + 1 < max_new_tokens:
             logits = model(next_token[:, None], None, cache)[:, -1]  # (B, V): one cached step
-    return torch.stack(tokens, dim=1), torch.stack(step_logits, dim=1)  # (B, n), (B, n, V)
+    return Decoded(torch.stack(tokens, dim=1), torch.stack(step_logits, dim=1),  # (B, n), (B, n, V)
+                   prompt_logits, continuation_logits)
 
 
-__all__ = ["KVCache", "greedy_decode"]
+def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
+                  max_new_tokens: int = 1, stop_id: int | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax decoding of `max_new_tokens` tokens after each prompt (no sampling, no early exit).
+
+    prompt_ids (B, Tp) int64; prompt_mask (B, Tp) bool, False = left padding (None: no padding)
+    -> tokens (B, n) int64, logits (B, n, V) float32 (logits[:, i] produced tokens[:, i]).
+    Precision follows the caller's autocast context. With `stop_id`, a row that emitted it keeps
+    emitting `stop_id` (like padding) while the batch goes on; its later logits are what the
+    model gives after being fed `stop_id` and carry no meaning.
+    """
+    decoded = prefill_and_decode(model, prompt_ids, prompt_mask, max_new_tokens, stop_id)
+    return decoded.tokens, decoded.logits
+
+
+__all__ = ["Decoded", "KVCache", "greedy_decode", "prefill_and_decode"]

@@ -14,7 +14,9 @@ stopping at ⟨eos⟩. It keeps every row's outcome (`RowScores`); `reduce_score
   logits against it. Columns: C for cot-like formats (i = C-1 is y_C), one (`chain_acc_0`, the
   answer) for standard ones. A row whose target has fewer chain tokens (a standard-form query in
   hybrid, or force=answer) fills the last columns; a column no row reaches is NaN.
-- `eval_loss`: teacher-forced CE over every labelled position of the same rows, token-weighted.
+- `eval_loss`: teacher-forced CE over every labelled position of the same rows' training rendering
+  (`render_train`: the demonstrations' labels and the query's target), token-weighted. It is
+  computed in the same pass as the decoding (`score_rows`, "One pass").
 - `global_majority_baseline`: always answering the eval set's most frequent y_C (its share).
 - `majority_baseline`: the in-context majority (the most frequent y_C among the K-1
   demonstrations, ties to the smallest id) scored on the query (docs/data.md); NaN when K = 1.
@@ -40,12 +42,14 @@ import torch.nn.functional as F
 from cotlab.config import DataConfig
 from cotlab.data.coverage import in_context_majority
 from cotlab.data.prompts import IGNORE, render_train
-from cotlab.decode import greedy_decode
+from cotlab.decode import prefill_and_decode
 from cotlab.formats import PromptConfig, max_new_tokens
 from cotlab.prompts_export import eval_prompts
 
 if TYPE_CHECKING:
     from cotlab.data.generate import Rows
+    from cotlab.data.prompts import EvalBatch, TrainBatch
+    from cotlab.decode import Decoded
     from cotlab.data.store import Dataset
     from cotlab.model import Transformer
 
@@ -75,15 +79,69 @@ def by_column(value: torch.Tensor, column: torch.Tensor, P: int) -> torch.Tensor
     return binned.scatter_add_(1, column, value.double())[:, :P]
 
 
+def one_pass_labels(prompt: EvalBatch, seq: TrainBatch) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training rendering's labels laid over each row's eval prompt followed by its target.
+
+    prompt: `eval_prompts` (prompt (B, Tp) left-padded, target (B, Tt) right-padded with -100);
+    seq: `render_train` of the same rows, (B, T). Returns None unless every row's training sequence
+    is exactly its prompt's real tokens followed by its target's (true for the plain formats and
+    for each special-token format under its own forcing; not under drop_k, nor when `force` goes
+    against a query's trained form). Otherwise:
+
+    - labels (B, Tp+Tt) int64: column c holds the label of the training token at combined column c
+      (prompt columns, then target columns), -100 off the real tokens and on each row's first real
+      token: no real position predicts that one.
+    - pad_label (B,) int64: the label of a row's first real token when `render_train` left-pads the
+      row, else -100. Today's loss scores it against the padding column before it (`labels[:, 1:]`
+      on a left-padded row; it is ⟨bos⟩, which labels itself), whose logits are those of a lone pad
+      token at position 0 (a padded query sees only itself); `score_rows` adds that term.
+    """
+    B, Tp = prompt.prompt_ids.shape
+    T = seq.input_ids.shape[1]
+    real = np.concatenate([prompt.prompt_mask, prompt.target != IGNORE], axis=1)  # (B, Tp+Tt)
+    ids = np.concatenate([prompt.prompt_ids, prompt.target], axis=1)  # (B, Tp+Tt)
+    n_prompt, n_seq = prompt.prompt_mask.sum(axis=1), seq.attention_mask.sum(axis=1)  # (B,)
+    if not np.array_equal(n_seq, real.sum(axis=1)):
+        return None
+    first = Tp - n_prompt  # (B,) combined column of each row's first real token
+    source = np.arange(real.shape[1])[None] - first[:, None] + (T - n_seq)[:, None]  # (B, Tp+Tt) train column
+    source = np.clip(source, 0, T - 1)
+    if not np.array_equal(np.take_along_axis(seq.input_ids, source, axis=1)[real], ids[real]):
+        return None
+    labels = np.where(real, np.take_along_axis(seq.labels, source, axis=1), IGNORE)
+    labels[np.arange(B), first] = IGNORE
+    pad_label = np.where(n_seq < T, seq.labels[np.arange(B), (T - n_seq) % T], IGNORE)
+    return labels, pad_label
+
+
 @torch.no_grad()
 def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
-               batch_size: int, device: torch.device | str, n_rows: int | None = None) -> RowScores:
+               batch_size: int, device: torch.device | str, n_rows: int | None = None,
+               one_pass: bool = True) -> RowScores:
     """Greedy-decode every row's eval prompt and score it (module docstring); one host copy at the end.
 
     n_rows: size of the eval set the rows belong to (the recipe's index range); default len(rows).
     Chain column i is the i-th chain token of the target (delimiters skipped, right-aligned so the
     answer is the last column), compared with the token generated at the same target position.
     Precision follows the caller's autocast context.
+
+    One pass. `eval_loss` is the teacher-forced CE over every labelled position of the training
+    rendering: the demonstrations' labels, which lie in the eval prompt, and the query's target,
+    which decoding generates but not necessarily right, so the greedy steps cannot score it. When
+    the training sequence is the prompt followed by the target (`one_pass_labels`), one forward per
+    batch does both: the prefill's logits score the prompt part (its last slot scores the target's
+    first token), one teacher-forced forward of target[:, :-1] into the cache scores the rest of
+    the target, then the cache is rewound to the prompt and decoding continues
+    (`cotlab.decode.prefill_and_decode`). Per row that is Tp + (Tt-1) + (n_new-1) positions instead
+    of Tp + (n_new-1) for decoding plus T = Tp + Tt for a separate forward of the training
+    rendering (about half: the prompt goes through the model once). The decoded tokens and their
+    logits are bit-identical to plain `greedy_decode`; the loss sums the same positions with the
+    same labels, equal up to float rounding (the prompt's logits come from a shorter forward).
+    Reusing the greedy steps where a row's generation happens to equal its target would save at
+    most Tt-1 positions on those rows only, so the target is always teacher-forced.
+    When some row of a batch is not its prompt + target (drop_k, a `force` against the query's
+    trained form), or with `one_pass=False` (the reference), the batch is scored in two passes:
+    decoding, then a separate forward of the training rendering.
     """
     device = torch.device(device)
     n_rows = len(rows.seq_idx) if n_rows is None else n_rows
@@ -100,14 +158,24 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
         batch = rows.take(slice(start, start + batch_size))
         B = len(batch.seq_idx)
 
-        # Greedy decoding from the eval prompt.
+        # Greedy decoding from the eval prompt (and the teacher-forced loss, in one pass if possible).
         prompt = eval_prompts(batch, data_cfg, prompt_cfg, n_rows)  # what `cotlab prompts` exports
+        seq = render_train(batch, data_cfg, prompt_cfg, n_rows)  # the training rendering eval_loss scores
+        layout = one_pass_labels(prompt, seq) if one_pass else None
         prompt_ids = torch.from_numpy(prompt.prompt_ids).to(device)  # (B, Tp)
         prompt_mask = None if prompt.prompt_mask.all() else torch.from_numpy(prompt.prompt_mask).to(device)
         target = torch.from_numpy(prompt.target).to(device)  # (B, Tt), -100 past each row's end
         answer_pos = torch.from_numpy(prompt.answer_pos).to(device)  # (B,)
-        tokens, logits = greedy_decode(model, prompt_ids, prompt_mask, n_new,
-                                       stop_id=special.get("eos"))  # (B, n), (B, n, V)
+        # One pass: target[:, :-1] teacher-forced after the prompt (-100 past a row's end fed as 0, never scored).
+        continuation = None if layout is None else target[:, :-1].clamp(min=0)  # (B, Tt-1)
+        decoded = prefill_and_decode(model, prompt_ids, prompt_mask, n_new, stop_id=special.get("eos"),
+                                     continuation=continuation)
+        tokens, logits = decoded.tokens, decoded.logits  # (B, n), (B, n, V)
+        if layout is None:
+            del decoded  # free the prefill's logits before the second forward
+            ce, ce_tokens = teacher_forced_ce(model, seq, device)  # (B,), (B,)
+        else:
+            ce, ce_tokens = one_pass_ce(model, decoded, layout, seq, device)  # (B,), (B,)
         rows_b = torch.arange(B, device=device)
         y_answer = target[rows_b, answer_pos]  # (B,) y_C
         if prompt_cfg.special:
@@ -134,24 +202,56 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
         step_loss = F.cross_entropy(logits[:, :Tt].float().transpose(1, 2), target.clamp(min=0),
                                     reduction="none")  # (B, Tt)
 
-        # Teacher-forced loss over every labelled position of the training rendering.
-        seq = render_train(batch, data_cfg, prompt_cfg, n_rows)
-        input_ids = torch.from_numpy(seq.input_ids).to(device)  # (B, T)
-        mask = None if seq.attention_mask.all() else torch.from_numpy(seq.attention_mask).to(device)
-        labels = torch.from_numpy(seq.labels[:, 1:]).to(device)  # (B, T-1): next-token targets
-        out = model(input_ids, mask)[:, :-1].float()  # (B, T-1, V)
-        ce = F.cross_entropy(out.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")  # (B, T-1)
-
         scored = {"answer": answer, "valid": valid, "gen_len": gen_len,
                   "chain": by_column(correct, column, P) > 0, "present": by_column(is_chain, column, P) > 0,
                   "chain_loss": by_column(torch.where(is_chain, step_loss, 0.0), column, P),
-                  "ce": ce.double().sum(dim=1), "ce_tokens": (labels != IGNORE).sum(dim=1)}
+                  "ce": ce, "ce_tokens": ce_tokens}
         for name, value in scored.items():
             parts[name].append(value)
     host = {name: torch.cat(values).cpu().numpy() for name, values in parts.items()}
     answer_id = rows.chain[:, -1, -1].astype(np.int64)  # (n,) y_C
     majority = in_context_majority(rows) == answer_id  # (n,) all False when K = 1
     return RowScores(majority=majority, answer_id=answer_id, **host)
+
+
+def teacher_forced_ce(model: Transformer, seq: TrainBatch, device: torch.device
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row CE sum (B,) float64 and labelled positions (B,) int64 of a separate forward of `seq`."""
+    input_ids = torch.from_numpy(seq.input_ids).to(device)  # (B, T)
+    mask = None if seq.attention_mask.all() else torch.from_numpy(seq.attention_mask).to(device)
+    labels = torch.from_numpy(seq.labels[:, 1:]).to(device)  # (B, T-1): next-token targets
+    out = model(input_ids, mask)[:, :-1].float()  # (B, T-1, V)
+    ce = F.cross_entropy(out.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")  # (B, T-1)
+    return ce.double().sum(dim=1), (labels != IGNORE).sum(dim=1)
+
+
+def one_pass_ce(model: Transformer, decoded: Decoded, layout: tuple[np.ndarray, np.ndarray], seq: TrainBatch,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`teacher_forced_ce` from the logits of `prefill_and_decode` (`score_rows`, "One pass").
+
+    The logits of combined column c (prompt slots, then the continuation target[:, :-1]) score the
+    label of column c+1 of `one_pass_labels`; a row `render_train` left-pads adds the CE of a lone
+    pad token's logits against its first real token's label (one extra one-token forward per batch).
+    """
+    labels_np, pad_label_np = layout
+    Tp = decoded.prompt_logits.size(1)
+    labels = torch.from_numpy(labels_np[:, 1:]).to(device)  # (B, Tp+Tt-1): next-token targets
+    ce = F.cross_entropy(decoded.prompt_logits.float().transpose(1, 2), labels[:, :Tp], ignore_index=IGNORE,
+                         reduction="none").double().sum(dim=1)  # (B,)
+    if decoded.continuation_logits is not None:
+        ce += F.cross_entropy(decoded.continuation_logits.float().transpose(1, 2), labels[:, Tp:],
+                              ignore_index=IGNORE, reduction="none").double().sum(dim=1)
+    count = (labels != IGNORE).sum(dim=1)  # (B,)
+    padded = pad_label_np != IGNORE  # (B,)
+    if padded.any():
+        pad_id = int(seq.input_ids[~seq.attention_mask][0])
+        lone = model(torch.full((1, 1), pad_id, dtype=torch.long, device=device))[0].float()  # (1, V)
+        pad_label = torch.from_numpy(pad_label_np).to(device)  # (B,)
+        pad_ce = F.cross_entropy(lone.expand(len(pad_label), -1), pad_label, ignore_index=IGNORE,
+                                 reduction="none")  # (B,), 0 where not padded
+        ce += pad_ce.double()
+        count += torch.from_numpy(padded).to(device)
+    return ce, count
 
 
 def reduce_scores(scores: RowScores, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
