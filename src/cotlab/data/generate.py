@@ -49,6 +49,7 @@ NORMAL_DRAW_BYTES = 16 << 20  # fresh weights are drawn in row pieces of at most
 LEAKY_SLOPE = 0.5  # the authors' nn.LeakyReLU(0.5), not torch's default 0.01
 CPU_FLOAT32_SCORES = True  # False: the CPU scores in float64 only (same tokens; tests, benchmarks, workers=1)
 SCORE_SAFETY = 16.0  # factor on the rounding-error bounds of `_checked_argmax`
+SCORE_CHUNK_BYTES = 256 << 10  # float32 scores are taken in pieces of rows that stay in L2
 
 
 @dataclass
@@ -164,7 +165,7 @@ def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, inputs: np.ndarray,
                  activation: str, n_usable: int, *, workspace: np.ndarray | None = None,
-                 exact: bool = False) -> np.ndarray:
+                 exact: bool = False, scoring: Scoring | None = None) -> np.ndarray:
     """The map (E, H, DAG, inputs) -> chain tokens of docs/data.md ("The data-generating process"),
     batched over rows and examples.
 
@@ -178,7 +179,8 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
     h is always computed in float64. exact=True takes the argmax of the float64 logits (the
     reference); exact=False (default) scores in float32 and rescores near-ties in float64
     (`_checked_argmax`), giving the same tokens: each step's recheck is done before the next step
-    reads the token.
+    reads the token. `scoring`, `float32_scoring(embedding, n_usable)` computed once, saves
+    preparing E again for every tile.
     """
     B, K, N = inputs.shape
     C, L, d = weights.shape[1], weights.shape[2], embedding.shape[1]
@@ -190,12 +192,9 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
     if workspace is None:
         workspace = np.empty(B * K * n_usable)
     logits = workspace[:B * K * n_usable].reshape(B * K, n_usable)  # (B*K, V_eff)
-    if not exact and not np.isfinite(candidates).all():
-        exact = True  # the bounds of _checked_argmax assume a finite E
-    if not exact:
-        e_max = float(np.sqrt(np.square(candidates).sum(axis=0)).max())  # max_v |E_v|
-        _, e_shift = np.frexp(e_max)
-        candidates32 = np.ldexp(candidates, -e_shift).astype(np.float32)  # max_v |E_v| in [0.5, 1)
+    if not exact and scoring is None:
+        scoring = float32_scoring(embedding, n_usable)
+    exact = exact or scoring is None
     tokens = np.empty((B, K, N + C), np.int64)  # T: inputs, then y_1..y_C as they are computed
     tokens[..., :N] = inputs
     for c in range(C):
@@ -215,9 +214,31 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
             np.matmul(h.reshape(B * K, d), candidates, out=logits)  # (B*K, V_eff)
             tokens[..., N + c] = logits.argmax(axis=1).reshape(B, K)
         else:
-            tokens[..., N + c] = _checked_argmax(h.reshape(B * K, d), candidates, candidates32,
-                                                 e_max, logits).reshape(B, K)
+            tokens[..., N + c] = _checked_argmax(h.reshape(B * K, d), candidates, scoring,
+                                                 logits).reshape(B, K)
     return tokens[..., N:]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """E prepared for `_checked_argmax`: candidates32 (d, V_eff) float32 = E[:V_eff].T 2^-k with
+    max_v |E_v| 2^-k in [0.5, 1), and e_max = max_v |E_v| (2-norms, float64)."""
+
+    candidates32: np.ndarray
+    e_max: float
+
+
+def float32_scoring(embedding: np.ndarray, n_usable: int) -> Scoring | None:
+    """The Scoring of E, or None when the float32 bounds do not apply (a non-finite E, or max_v |E_v|
+    outside [2^-500, 2^500]): then only the float64 path is used."""
+    candidates = embedding[:n_usable].T
+    if not np.isfinite(candidates).all():
+        return None
+    e_max = float(np.sqrt(np.square(candidates).sum(axis=0)).max())
+    if not 2.0**-500 <= e_max <= 2.0**500:
+        return None
+    _, shift = np.frexp(e_max)
+    return Scoring(np.ascontiguousarray(np.ldexp(candidates, -shift), np.float32), e_max)
 
 
 def _top_two(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -226,63 +247,66 @@ def _top_two(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(len(scores))
     top = scores[rows, best]
     scores[rows, best] = -np.inf
-    return best, top - scores.max(axis=1)  # inf when V = 1
+    return best, top - scores[rows, scores.argmax(axis=1)]  # inf when V = 1 (argmax beats max 2x)
 
 
-def _checked_argmax(h: np.ndarray, candidates: np.ndarray, candidates32: np.ndarray, e_max: float,
+def _checked_argmax(h: np.ndarray, candidates: np.ndarray, scoring: Scoring,
                     logits: np.ndarray) -> np.ndarray:
     """``np.matmul(h, candidates, out=logits).argmax(axis=1)`` (the float64 path), via float32 scores.
 
-    h (n, d) float64; candidates (d, V_eff) float64, finite; e_max = max_v |E_v| (2-norm);
-    candidates32 = candidates * 2^-k in float32 with max_v |E_v| 2^-k in [0.5, 1); logits the
-    (n, V_eff) float64 workspace, whose memory also holds the float32 scores. -> (n,) int64,
-    equal to the float64 path's argmax (ties to the smallest id) row for row.
+    h (n, d) float64; candidates (d, V_eff) float64 = E[:V_eff].T; scoring its float32 form;
+    logits the (n, V_eff) float64 workspace, whose memory also holds the float32 scores.
+    -> (n,) int64, equal to the float64 path's argmax (ties to the smallest id) row for row.
 
     Why this is exact. Let u = 2^-24 and w = 2^-53 be the float32 and float64 unit roundoffs and
     s_v = <h, E_v> the exact score. A d-term dot product summed in any order, with or without FMA,
     has |fl(sum a_i b_i) - sum a_i b_i| <= gamma_d sum |a_i b_i| with gamma_d = d u / (1 - d u)
     (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., section 3.1), and
     sum |h_i E_vi| <= |h| |E_v| (Cauchy-Schwarz).
-    1. float32 filter. Each row of h is scaled by an exact power of two 2^-j (largest |entry| in
-       [0.5, 1)) and E by 2^-k, so nothing overflows and only entries far below the row's scale can
-       underflow (at most ~d 2^-150 absolute, negligible next to the bound). Rounding hs and Es to
-       float32 costs 2u relative per product and the float32 dot product gamma_d more, so the float32
-       score t_v has |t_v - 2^-(j+k) s_v| <= (d + 2) u |hs| |Es_v| (1 + O(d u)). The float64 path's
-       own score s'_v has |s'_v - s_v| <= gamma_d(w) |h| |E_v|, i.e. d w |hs| |Es_v| (1 + O(d w))
-       scaled. With |Es_v| < 1: if t_b - t_v > 2 ((d + 2) u + d w) |hs| for the float32 argmax b
-       and every v != b, then s'_b > s'_v for every v != b, so the float64 path picks b as well,
-       by a strict margin (its tie rule cannot intervene). Every position whose float32 gap (best
-       minus second best) is below that bound times SCORE_SAFETY (16: room for the O(d u) terms,
-       the rounding of the gap itself and blocked BLAS summation) is rechecked.
+    1. float32 filter. E is scaled by an exact power of two, Es = 2^-k E with max_v |Es_v| in
+       [0.5, 1). For a row whose largest |h_i| lies in [2^-60, 2^60] nothing overflows and float32
+       underflow costs at most ~d 2^-149 absolute, negligible next to the bound below (>= 2^-80).
+       Rounding h and Es to float32 costs 2u relative per product and the float32 dot product
+       gamma_d more, so the float32 score t_v has |t_v - 2^-k s_v| <= (d + 2) u |h| |Es_v|
+       (1 + O(d u)). The float64 path's own score s'_v has |s'_v - s_v| <= gamma_d(w) |h| |E_v|,
+       i.e. d w |h| |Es_v| (1 + O(d w)) after scaling (e_max in [2^-500, 2^500], so the float64
+       products neither overflow nor underflow for these rows). With |Es_v| < 1: if t_b - t_v >
+       2 ((d + 2) u + d w) |h| for the float32 argmax b and every v != b, then s'_b > s'_v for
+       every v != b, so the float64 path picks b as well, by a strict margin (its tie rule cannot
+       intervene). Every position whose float32 gap (best minus second best) is below that bound
+       times SCORE_SAFETY (16: room for the O(d u) terms, the rounding of the gap itself and
+       blocked BLAS summation) is rechecked.
     2. float64 recheck, in this step (before step c+1 reads the token): the flagged rows' scores
        are recomputed in float64 (maybe by another BLAS kernel than the tile's matmul, so summed in
        another order). That score and the float64 path's are both within gamma_d(w) |h| |E_v| of
        s_v, so a float64 gap above 4 d w |h| e_max (times SCORE_SAFETY, plus d 2^-1000 for
        underflow) decides the float64 path's argmax too.
     3. Anything left (exact float64 ties such as duplicated rows of E or hand-made integer
-       examples; rows with |h| e_max outside [2^-600, 2^600], where under- or overflow could
-       void the bounds; NaN or inf) is computed exactly as the float64 path does: the whole tile's
-       float64 matmul, then argmax, so ties go to the smallest id bit for bit.
+       examples; rows with largest |h_i| outside [2^-60, 2^60]; NaN or inf) is computed exactly as
+       the float64 path does: the whole tile's float64 matmul, then argmax, so ties go to the
+       smallest id bit for bit.
     A row of h that is all zeros (relu can give that) has every float64 score exactly +-0, so the
     float64 path answers id 0; it is answered directly.
     """
     n, d = h.shape
     V = candidates.shape[1]
-    scores = logits.reshape(-1).view(np.float32)[:n * V].reshape(n, V)
+    chunk = min(n, max(1, SCORE_CHUNK_BYTES // (4 * V)))
+    scores = logits.reshape(-1).view(np.float32)[:chunk * V].reshape(chunk, V)
     largest = np.abs(h).max(axis=1)  # (n,), NaN for a row with a NaN
-    ordinary = (largest * e_max >= 2.0**-600) & (largest * e_max <= 2.0**600)  # False for NaN, inf, 0
-    _, shift = np.frexp(np.where(np.isfinite(largest), largest, 1.0))  # largest = f 2^shift, f in [0.5, 1)
-    scaled = np.ldexp(h, -shift[:, None])  # exact for ordinary rows; largest |entry| in [0.5, 1)
-    norm = np.sqrt(np.einsum("ij,ij->i", scaled, scaled))  # |hs| in [0.5, sqrt(d)] (0 for h = 0)
-    np.matmul(scaled.astype(np.float32), candidates32, out=scores)
-    with np.errstate(invalid="ignore"):  # inf - inf in a row with inf scores: it is not ordinary
-        best, gap = _top_two(scores)
-    bound32 = SCORE_SAFETY * 2 * ((d + 2) * 2.0**-24 + d * 2.0**-53)
-    zero = largest == 0
-    best[zero] = 0  # all float64 scores are +-0: the smallest id
-    unsure = np.flatnonzero(~zero & ~(ordinary & (gap >= bound32 * norm)))
+    ordinary = (largest >= 2.0**-60) & (largest <= 2.0**60)  # False for NaN, inf and 0
+    with np.errstate(over="ignore", invalid="ignore"):  # rows that are not ordinary: rechecked
+        h32 = h.astype(np.float32)
+        bound = SCORE_SAFETY * 2 * ((d + 2) * 2.0**-24 + d * 2.0**-53) * np.sqrt(np.einsum("ij,ij->i", h, h))
+        best, gap = np.empty(n, np.int64), np.empty(n, np.float32)
+        for a in range(0, n, chunk):  # cache-sized pieces: 2x faster than one tile-sized matmul
+            b = min(a + chunk, n)
+            np.matmul(h32[a:b], scoring.candidates32, out=scores[:b - a])
+            best[a:b], gap[a:b] = _top_two(scores[:b - a])
+        zero = largest == 0
+        best[zero] = 0  # all float64 scores are +-0: the smallest id
+        unsure = np.flatnonzero(~zero & ~(ordinary & (gap >= bound)))
     if unsure.size:
-        best[unsure] = _recheck(h, unsure, candidates, e_max, ordinary[unsure], logits)
+        best[unsure] = _recheck(h, unsure, candidates, scoring.e_max, ordinary[unsure], logits)
     return best
 
 
@@ -291,10 +315,10 @@ def _recheck(h: np.ndarray, unsure: np.ndarray, candidates: np.ndarray, e_max: f
     """Steps 2 and 3 of `_checked_argmax` for the rows `unsure` of h: their float64-path argmax."""
     d = h.shape[1]
     rows = h[unsure]
-    best, gap = _top_two(rows @ candidates)  # (u, V_eff) float64
-    h_norm = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-    bound64 = SCORE_SAFETY * (4 * d * 2.0**-53 * h_norm * e_max + d * 2.0**-1000)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf rows: not ordinary
+        best, gap = _top_two(rows @ candidates)  # (u, V_eff) float64
+        h_norm = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+        bound64 = SCORE_SAFETY * (4 * d * 2.0**-53 * h_norm * e_max + d * 2.0**-1000)
         sure = ordinary & (gap > bound64)
     if not sure.all():  # a float64 near-tie: the float64 path's own operation, on the whole tile
         best[~sure] = _tile_argmax(h, unsure[~sure], candidates, logits)
@@ -410,11 +434,12 @@ def tile_rows(cfg: DataConfig, device: str) -> int:
 def _compute_cpu(cfg: DataConfig, draws: Draws, glob: Globals) -> None:
     rows, size = draws.rows, tile_rows(cfg, "cpu")
     workspace = np.empty(size * cfg.n_examples * cfg.n_usable)
+    scoring = float32_scoring(glob.embedding, cfg.n_usable) if CPU_FLOAT32_SCORES else None
     for a in range(0, len(rows), size):
         tile = slice(a, a + size)
         rows.chain[tile] = chain_tokens(glob.embedding, draws.weights[tile], rows.dag[tile],
                                         rows.inputs[tile], cfg.activation, cfg.n_usable,
-                                        workspace=workspace, exact=not CPU_FLOAT32_SCORES)
+                                        workspace=workspace, exact=scoring is None, scoring=scoring)
 
 
 def _compute_torch(cfg: DataConfig, draws: Draws, glob: Globals, device: str) -> None:
