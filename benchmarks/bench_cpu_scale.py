@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cotlab.formats import FORMATS, evaluated_formats
+from cotlab.plan import eval_prompt_tokens, format_length
 
 POINT = {"vocab_size": 32, "n_inputs": 4, "n_parents": 2, "chain_length": 4, "n_examples": 16, "n_dims": 10}
 TRAIN_FORMAT = "cot"
@@ -53,10 +53,8 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=256, help="rows `cotlab evaluate` scores (default: %(default)s)")
     parser.add_argument("--sizes", default="cpu-tf4,cpu-tf8,cpu-tf12", help="model sizes (default: %(default)s)")
     args = parser.parse_args()
-    n_tokens = FORMATS[TRAIN_FORMAT].sequence_length(POINT["n_examples"], POINT["n_inputs"], POINT["chain_length"])
-    eval_tokens = args.eval_rows * sum(
-        FORMATS[f].sequence_length(POINT["n_examples"], POINT["n_inputs"], POINT["chain_length"])
-        for f in evaluated_formats(False))
+    n_tokens = format_length(POINT, TRAIN_FORMAT)
+    eval_tokens = eval_prompt_tokens(POINT, args.eval_rows)  # the unit `cotlab plan` prices evaluate in
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         gen_s, _ = cotlab("generate", "--out", str(root / "train"), "--split", "train", "--workers", "1",

@@ -16,10 +16,10 @@ with T the run's sequence length and G its GPUs (DDP taken as linear). GPU hours
 The workflow takes twice this estimate as the SLURM time limit of a training job.
 
 A CPU scale (`cpu`) carries its own measured job speeds (`cpu_throughput` in config/scales.yaml,
-written by benchmarks/bench_cpu_scale.py): generate and coverage sequences/s, train tokens/s per model size (optimizer
-steps alone) and evaluate prompt tokens/s, which also prices the evaluations during training. A card's CPU minutes are the seconds of all its
-single-thread jobs divided by the cores they share, a lower bound of the wall time that the last,
-longest job can stretch. Scales with neither (smoke) count neither hours nor minutes.
+written by benchmarks/bench_cpu_scale.py): generate and coverage sequences/s, train tokens/s per
+model size (optimizer steps alone) and evaluate prompt tokens/s, which also prices the evaluations
+during training. A card's CPU minutes are the seconds of all its single-thread jobs divided by the
+cores they share, a lower bound of the wall time that the last, longest job can stretch. Scales with neither (smoke) count neither hours nor minutes.
 """
 
 from __future__ import annotations
@@ -41,23 +41,25 @@ OVERHEAD_FACTOR = 1.15      # in-loop evals and analyses
 STARTUP_S = 30.0            # torch.compile
 
 
+def format_length(data: dict[str, Any], fmt: str) -> int:
+    """T of a data point's sequences in one format (`cotlab.formats`; an upper bound for the mixed one)."""
+    return FORMATS[fmt].sequence_length(data["n_examples"], data["n_inputs"], data["chain_length"])
+
+
 def sequence_length(run: Run) -> int:
-    """T of a run's training sequences (`cotlab.formats`; an upper bound for the mixed format)."""
-    data = run.data.data
-    return FORMATS[run.format].sequence_length(data["n_examples"], data["n_inputs"], data["chain_length"])
+    """T of a run's training sequences."""
+    return format_length(run.data.data, run.format)
+
+
+def eval_prompt_tokens(data: dict[str, Any], n_eval: int) -> int:
+    """Prompt tokens `cotlab evaluate` scores on a data point: n_eval sequences in each evaluated format
+    (the unit of a CPU scale's measured evaluate speed, benchmarks/bench_cpu_scale.py)."""
+    return n_eval * sum(format_length(data, f) for f in evaluated_formats(bool(data.get("special_tokens"))))
 
 
 def tokens(run: Run) -> int:
     """Training tokens of a run: n_train sequences of T tokens."""
     return run.train["n_train"] * sequence_length(run)
-
-
-def eval_tokens(run: Run) -> int:
-    """Prompt tokens `cotlab evaluate` scores for a run: n_eval sequences in each evaluated format."""
-    data = run.data.data
-    formats = evaluated_formats(bool(data.get("special_tokens")))
-    return run.train["n_eval"] * sum(FORMATS[f].sequence_length(data["n_examples"], data["n_inputs"],
-                                                                 data["chain_length"]) for f in formats)
 
 
 def in_training_eval_tokens(run: Run) -> int:
@@ -82,7 +84,8 @@ def cpu_job_seconds(jobs: Jobs, run_ids: set[str], splits: set[tuple[str, str, i
     runs = [jobs.runs[r] for r in run_ids]
     return (sum(n_rows for _, _, n_rows in splits) / speed.generate
             + sum(sum(coverage_sizes(n_rows)) for _, n_rows in coverage) / speed.coverage
-            + sum(cpu_train_seconds(r, speed) + eval_tokens(r) / speed.evaluate[r.train["model"]] for r in runs))
+            + sum(cpu_train_seconds(r, speed) + eval_prompt_tokens(r.data.data, r.train["n_eval"]) / speed.evaluate[r.train["model"]]
+                  for r in runs))
 
 
 def train_seconds(run: Run, gpus: int, cpu: CpuThroughput | None = None) -> float:
