@@ -122,8 +122,16 @@ def fixed_h_helps(case):
     accs = {HELD: dict(a=0.5, b=0.4, c=0.6, e=0.8), NOT_HELD: dict(a=0.5, b=0.4, c=0.6, e=0.4),
             INCONCLUSIVE: dict(a=0.5, b=0.5, c=0.5, e=0.52)}[case]
     n = 50 if case == INCONCLUSIVE else 2000
-    return tables("fig_diversity", [run("fig_diversity", m, f, a, n_eval=n, regime=r)
+    return tables("fig_diversity", [run("fig_diversity", m, f, a, n_eval=n, regime=r, **REGIME_FIELDS[r])
                                     for m in ("tf4", "tf8") for f in ("cot", "standard") for r, a in accs.items()])
+
+
+# The data fields the aggregator writes beside `regime` (config/experiments/fig_diversity.yaml): they
+# follow the regime, so a comparison across regimes must not split on them.
+REGIME_FIELDS = {"a": dict(fixed_dag=False, fixed_h=False, num_unique_h=None),
+                 "b": dict(fixed_dag=True, fixed_h=False, num_unique_h=None),
+                 "c": dict(fixed_dag=False, fixed_h=True, num_unique_h=100),
+                 "e": dict(fixed_dag=False, fixed_h=True, num_unique_h=None)}
 
 
 JUMP_ACC = [0.1, 0.1, 0.12, 0.12, 0.8, 0.85, 0.9, 0.9, 0.9]  # largest rise by step 2000
@@ -151,9 +159,10 @@ def attention_recovers_parents(case):
             INCONCLUSIVE: dict(a=0.45, b=0.45, e=0.5)}[case]
     n_attn = 1 if case == INCONCLUSIVE else 256
     rows = [run("fig_attention", m, "cot", 0.6, regime=r, chain_length=4, n_parents=2, n_attn=n_attn,
-                parent_prec_final=p, parent_prec_chance=0.4 if case == INCONCLUSIVE else 0.35)
+                parent_prec_final=p, parent_prec_chance=0.4 if case == INCONCLUSIVE else 0.35, **REGIME_FIELDS[r])
             for m in ("tf4", "tf8") for r, p in prec.items()]
-    rows += [run("fig_attention", "tf4", "standard", 0.6, regime="e", chain_length=4, n_parents=2)]
+    rows += [run("fig_attention", "tf4", "standard", 0.6, regime="e", chain_length=4, n_parents=2,
+                 **REGIME_FIELDS["e"])]
     return tables("fig_attention", rows)
 
 

@@ -191,8 +191,15 @@ def num(value) -> str:
 
 def contexts(table: pd.DataFrame, along: list[str]) -> Iterator[tuple[str, pd.DataFrame]]:
     """Sub-tables of groups that differ only in the `along` columns (shallow models first), each
-    with a label prefix naming the model and the other columns that vary in the table."""
+    with a label prefix naming the model and the other columns that vary in the table.
+
+    A column that follows the `along` columns (one value per value of them, e.g. fig_diversity's
+    fixed_h and num_unique_h per regime) is part of what is compared, not a context."""
     keys = [c for c in table.columns if c not in ("runs", "est", "size", *along)]  # size follows model
+    if along:
+        per_value = table.groupby(along, dropna=False)
+        keys = [c for c in keys if table[c].nunique(dropna=False) <= 1
+                or per_value[c].nunique(dropna=False).max() > 1]
     shown = [c for c in keys if c not in ("card", "scale")
              and (c == "model" or table[c].nunique(dropna=False) > 1)]
     shown.sort(key=lambda c: {"model": 1, "format": 2}.get(c, 0))
