@@ -41,6 +41,11 @@ def test_schemas_mirror_the_pydantic_models() -> None:
     assert card["$defs"]["formats"]["items"]["enum"] == list(FORMATS)  # the one table of formats
     assert card["$defs"]["models"]["items"]["enum"] == list(card_schema.MODELS)
     assert card["properties"]["kind"]["enum"] == list(card_schema.KINDS)
+    probe = card["$defs"]["probes"]["additionalProperties"]["properties"]
+    assert set(probe) == set(card_schema.Probe.model_fields)
+    assert list(probe["data"]["properties"]) == list(card_schema.SHAPE_FIELDS)
+    assert probe["grid"]["propertyNames"]["enum"] == list(card_schema.PROBE_OPTIONS)
+    assert probe["format"]["enum"][1:] == list(FORMATS)
     for exp_id in cards.card_ids(CONFIG):
         jsonschema.validate(yaml.safe_load((CONFIG / "experiments" / f"{exp_id}.yaml").read_text()), card)
     jsonschema.validate(yaml.safe_load((CONFIG / "scales.yaml").read_text()), scales)
@@ -62,6 +67,13 @@ BAD_CARDS = [  # (card, text the one-line error must contain)
     ({"title": "t", "models": ["tf4"], "formats": ["cot"], "seeds": 1.5}, "seeds=1.5"),
     ({"title": "t", "models": ["tf4"], "formats": ["cot"], "scales": {"smoke": {"seeds": 0}}}, "seeds=0"),
     ({"title": "t", "kind": "coverage", "seeds": 3}, "seeds=3: replicates of a card that trains nothing"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "probes": {"ood": {"data": {"vocab_size": 64}}}},
+     "probe.data.vocab_size=64: a probe may change only n_inputs"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "probes": {"p": {"grid": {"drop": [1]}}}},
+     "probe.grid.drop=[1]: must be one of drop_k"),
+    ({"title": "t", "models": ["tf4"], "formats": ["cot"], "probes": {"p": {"grid": {"drop_k": []}}}},
+     "probe.grid.drop_k=[]: needs at least one value"),
+    ({"title": "t", "kind": "coverage", "probes": {"p": {}}}, "probes=['p']: only a runs card"),
     ({"title": "t", "models": ["tf4"], "formats": ["cot"], "base": {"eval_every_seqs": -5}},
      "base.eval_every_seqs=-5: must be a positive integer"),
     ({"title": "t", "models": ["tf4"], "formats": ["cot"], "scales": {"smoke": {"base": {"eval_every_seqs": 0}}}},

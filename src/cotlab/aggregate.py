@@ -12,7 +12,9 @@ final evaluation (scores, analysis, attention maps) and the TokenCoverage of its
 writes one row per run x eval step: the run's identity (run_id, model, size, format, seed), every
 swept value and every data field as columns, the curve's metrics, the per-run summary
 (acc_final, acc_max, acc_auc, lift, tau_25, tau_50; analysis.tables) and the final evaluation with
-and without CoT (`with_cot_*`, `without_cot_*` columns; `final_*` for the analyses).
+and without CoT (`with_cot_*`, `without_cot_*` columns; `final_*` for the analyses). A card with
+`probes` (paper 2) also writes `<card>_probes.csv`: every probe's scores per run (`probes_table`);
+its figure draws that table when `plot.kind` is `probes`.
 
 Other kinds: `coverage` (fig_token_coverage) reads the coverage stage's reports of each grid point;
 `data` (fig_teaser) reads a generated train split; `models` (tab_models) counts parameters from
@@ -33,13 +35,14 @@ import numpy as np
 import pandas as pd
 
 from cotlab.analysis.attention import parent_chance
-from cotlab.analysis.claims import CLAIMS, evaluate_claims
+from cotlab.analysis.claims import CLAIMS, evaluate_claims, headline_table
 from cotlab.analysis.tables import model_order, model_table, summarise_runs, wilson_interval
 from cotlab.atomic import write_atomic
+from cotlab.card_schema import SHAPE_FIELDS
 from cotlab.config import ConfigError, DataConfig, fail
 from cotlab.data.coverage import token_coverage
 from cotlab.data.store import open_dataset
-from cotlab.figures import attention, coverage, curves, positions, teaser
+from cotlab.figures import attention, coverage, curves, positions, recipe, sequence, teaser
 from cotlab.figures.coverage import coverage_table
 from cotlab.figures.teaser import teaser_table
 from cotlab.formats import FORMATS
@@ -148,7 +151,7 @@ def aggregate_runs(runs: pd.DataFrame, curves: pd.DataFrame, finals: pd.DataFram
 
 def check_plot_columns(table: pd.DataFrame, plot: dict[str, Any]) -> None:
     """Fail with the plot field's name when the spec names a column the table lacks."""
-    if plot.get("kind") in ("table", "map", "points") or table.empty:
+    if plot.get("kind") in ("table", "map", "points", "probes", "headline", "recipe", "sequence") or table.empty:
         return  # these figure modules read their own columns (positions, maps, coverage)
     ys = plot.get("y") if isinstance(plot.get("y"), list) else [plot.get("y")]
     for field in ("x", "hue", "style", "col", "row"):
@@ -163,18 +166,22 @@ def check_plot_columns(table: pd.DataFrame, plot: dict[str, Any]) -> None:
 def draw(table: pd.DataFrame, plot: dict[str, Any], out_png: str | Path, **extra: Any) -> list[str]:
     """Draw the card's figure into out_png and the .pdf beside it (figure module by plot kind)."""
     kind = plot.get("kind", "curves")
-    if kind == "curves":
+    if kind in ("curves", "probes"):
         return curves.draw(table, plot, str(out_png))
     if kind == "points" and plot.get("x") == "position":
         return positions.draw(table, plot, str(out_png))
     if kind == "points":
         return coverage.draw(table, plot, str(out_png))
+    if kind == "recipe":
+        return recipe.draw(table, plot, str(out_png))
+    if kind == "sequence":
+        return sequence.draw(table, plot, str(out_png))
     if kind == "map" and "maps" in extra:
         return attention.draw(table, plot, str(out_png), extra["maps"])
     if kind == "map":
         return teaser.draw(table, plot, str(out_png), **extra)
-    raise ConfigError(f"plot.kind={kind!r}: no figure module draws it (curves, points, map; "
-                      "tables set figure: false)")
+    raise ConfigError(f"plot.kind={kind!r}: no figure module draws it (curves, probes, points, map, recipe, "
+                      "sequence; tables set figure: false)")
 
 
 # ----------------------------------------------------------------------------- reading results
@@ -206,6 +213,36 @@ def read_results(runs: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame
         with np.load(files["attention"]) as arrays:
             maps[run_id] = {name: arrays[name] for name in arrays.files}
     return pd.concat(curves, ignore_index=True), pd.concat(finals, ignore_index=True), maps
+
+
+def probes_table(probes: list[dict[str, Any]], runs: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per run, probe and scored setting (docs/tables.md): the run's identity and swept keys,
+    the probe's name and eval shapes (`probe_<field>`), its scores; `format` stays the trained format
+    (the scored one is `scored_format`), `force` reads `free` when nothing was forced, `cot_demos`
+    counts the demonstrations that keep their CoT (K - 1 - drop_k), `n_eval` the rows scored and
+    `lift_max` is the run's (from the summary: did training learn anything, for the claims)."""
+    parts = []
+    for probe in probes:
+        path = probe["files"]["scores"]
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: not found (run probe {probe['key']} of {probe['run_id']} first)")
+        shapes = {f"probe_{k}": _scalar(probe["data"][k]) for k in SHAPE_FIELDS}
+        scores = pd.read_parquet(path).drop(columns=["run_id", "trained_format"], errors="ignore")
+        parts.append(scores.rename(columns={"format": "scored_format"}).assign(
+            run_id=probe["run_id"], probe=probe["probe"], **shapes))
+    table = pd.concat(parts, ignore_index=True)
+    table["force"] = table["force"].replace("", "free")
+    table["cot_demos"] = table["probe_n_examples"] - 1 - table["drop_k"]
+    table["n_eval"] = table["n"]
+    swept = [c for c in runs.columns if c not in (*IDENTITY_COLUMNS, "data", "train", "coverage")]
+    ident = flatten_runs(runs)[[*CURVE_IDENTITY, *swept]]
+    table = ident.merge(table, on="run_id", how="inner").merge(summary[["run_id", "lift_max"]], on="run_id", how="left")
+    return without_empty_columns(table)
+
+
+def _scalar(value: Any) -> Any:
+    """A probe's shape as a table cell: a choice list as its text ("[3, 4]"), a number as it is."""
+    return str(value) if isinstance(value, list) else value
 
 
 def train_coverage(runs: list[dict[str, Any]], n: int = 10_000) -> list[float]:
@@ -243,9 +280,20 @@ def aggregate_card(plan: dict[str, Any], tables: dict[str, str | Path], png_out:
         curve_table, summary, table = aggregate_runs(runs, curves, finals, plot)
         written = {"curves": curve_table, "summary": summary}
         extra = {"maps": maps}
+        if plan.get("probes"):
+            written["probes"] = probes_table(plan["probes"], runs, summary)
+            if plot.get("kind") == "probes":  # the figure draws the probes, not the training curves
+                table = written["probes"]
+                check_plot_columns(table, {**plot, "kind": "curves"})
+            elif plot.get("kind") == "headline":
+                written["table"] = headline_table(written["probes"])
     else:
         if kind == "coverage":
             table = coverage_table(plan["points"])
+        elif kind == "data" and plot.get("kind") == "recipe":
+            table = recipe.recipe_table(plan["points"])
+        elif kind == "data" and plot.get("kind") == "sequence":
+            table = sequence.sequence_table(plan["points"])
         elif kind == "data":
             table, extra = teaser_table(plan["points"])
         elif kind == "models":
@@ -263,10 +311,12 @@ def aggregate_card(plan: dict[str, Any], tables: dict[str, str | Path], png_out:
 
 
 def aggregate_claims(tables: dict[str, dict[str, str | Path]], out: str | Path) -> pd.DataFrame:
-    """claims.csv from one scale's training-card tables ({card: {"summary": csv, "curves": csv}});
-    claims of cards not given are "not run"."""
-    claims = evaluate_claims({card: pd.read_csv(paths["summary"]) for card, paths in tables.items()},
-                             {card: pd.read_csv(paths["curves"]) for card, paths in tables.items()})
+    """claims.csv from one scale's training-card tables ({card: {"summary": csv, "curves": csv} and
+    "probes": csv for a card that probes}); claims of cards not given are "not run"."""
+    def read(kind: str) -> dict[str, pd.DataFrame]:
+        return {card: pd.read_csv(paths[kind]) for card, paths in tables.items() if kind in paths}
+
+    claims = evaluate_claims(read("summary"), read("curves"), read("probes"))
     write_csv(claims, out)
     print(claims[["claim", "verdict"]].to_string(index=False))
     return claims
@@ -291,7 +341,9 @@ def main(args: argparse.Namespace) -> int:
     scale = args.scale or default_scale(args.config_dir)
     layout = Layout(scale, args.results)
     if args.experiment == "claims":
-        tables = {card: layout.card_tables(card, trains=True) for card in dict.fromkeys(c.card for c in CLAIMS)}
+        tables = {card: {kind: path for kind, path in layout.card_tables(card, trains=True, probes=True).items()
+                         if kind != "probes" or Path(path).is_file()}
+                  for card in dict.fromkeys(c.card for c in CLAIMS)}
         found = {card: paths for card, paths in tables.items() if all(Path(p).is_file() for p in paths.values())}
         if not found:
             fail("scale", scale, f"has no card tables under {Path(layout.table('x')).parent}; run the "

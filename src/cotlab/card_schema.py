@@ -55,6 +55,36 @@ def _check_sweep(sweep: dict[str, list[Any] | dict[str, Layer]]) -> None:
             raise ConfigError(f"sweep.{key}={values!r}: a swept key needs at least one value")
 
 
+SHAPE_FIELDS = ("n_inputs", "n_parents", "chain_length", "n_examples")
+"""DataConfig fields a probe may change: the eval split keeps the run's vocabulary, E and H."""
+PROBE_OPTIONS = ("drop_k", "drop_strategy", "force", "temperature", "n_samples", "max_new_tokens")
+"""What a probe's grid crosses: `cotlab evaluate --grid KEY=...` (prompt edits and decoding)."""
+
+
+class Probe(Section):
+    """One offline evaluation of every trained model of a card (paper 2's drop-k x forcing, OOD shapes,
+    sampling): the run's eval data point with `data` replaced, scored in `format` at every point of `grid`."""
+
+    data: dict[str, Any] = {}
+    """Shape fields (n_inputs, n_parents, chain_length, n_examples) replacing the run's; {} = its own eval split."""
+    format: FormatName | None = None
+    """The scored format; default: what `cotlab evaluate` scores for the run's data."""
+    grid: dict[str, list[Any]] = {}
+    """Option -> values, crossed (drop_k, drop_strategy, force, temperature, n_samples, max_new_tokens)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Probe:
+        for key in self.data:
+            if key not in SHAPE_FIELDS:
+                fail(f"probe.data.{key}", self.data[key], f"a probe may change only {', '.join(SHAPE_FIELDS)}")
+        for key, values in self.grid.items():
+            if key not in PROBE_OPTIONS:
+                fail(f"probe.grid.{key}", values, f"must be one of {', '.join(PROBE_OPTIONS)}")
+            if not values:
+                fail(f"probe.grid.{key}", values, "needs at least one value")
+        return self
+
+
 class Override(Section):
     """A card's values at one scale; each key replaces the card's (sweep: key by key)."""
 
@@ -63,6 +93,8 @@ class Override(Section):
     models: list[Literal[MODELS]] | None = None  # type: ignore[valid-type]
     formats: list[FormatName] | None = None
     seeds: int | None = None
+    probes: dict[str, Probe] | None = None
+    """Replaces the card's probes at this scale."""
     note: str | None = None
     """What the card can and cannot show at this scale, in a sentence or two: printed under its figure,
     in its report caption and in the gallery (e.g. a setting that does not learn on a CPU)."""
@@ -77,7 +109,9 @@ class Override(Section):
 class PlotSpec(Section):
     """What the aggregate draws; the figure module of the card decides the details."""
 
-    kind: Literal["curves", "bars", "points", "map", "table"] = "curves"
+    kind: Literal["curves", "bars", "points", "map", "table", "probes", "headline", "recipe", "sequence"] = "curves"
+    """curves/points/map/bars: paper 1's figure modules; probes: curves of the probes table;
+    headline: paper 2's gains table from the probes; recipe/sequence: the CoT-Recipe and Lab-2.0 figures."""
     x: str | None = None
     y: str | list[str] | None = None
     """One metric, or a list drawn as rows of panels."""
@@ -108,6 +142,8 @@ class Card(Section):
     reseed_data: bool = False
     """Replicates draw their own data (data.seed + r) as well; a card that trains nothing needs it."""
     scales: dict[Literal[SCALES], Override] = {}  # type: ignore[valid-type]
+    probes: dict[str, Probe] = {}
+    """Named offline evaluations of every run (paper 2); their scores make the card's probes table."""
     plot: PlotSpec = PlotSpec()
     figure: bool = True
     """False for tables (tab_models, tab_hparams): the aggregate writes only results/tables/<id>.csv."""
@@ -118,6 +154,8 @@ class Card(Section):
     def _check(self) -> Card:
         if self.reuse and (self.base != Layer() or self.sweep):
             raise ConfigError("reuse: a card that reuses other cards' runs takes no base or sweep of its own")
+        if self.probes and self.kind != "runs":
+            fail("probes", list(self.probes), "only a runs card has models to probe")
         if self.kind == "runs" and not self.reuse and not (self.models and self.formats):
             raise ConfigError("models/formats: a runs card needs at least one model and one format")
         _check_sweep(self.sweep)

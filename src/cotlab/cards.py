@@ -15,6 +15,8 @@ that defines it.
   the std and cot runs of a point, and the same point in several cards, read one dataset.
 - `run_id` hashes the data_id and the training values (n_train and n_eval included); plot settings
   are in neither id.
+- a probe's key (`<name>__<hash>`, its file under probes/<run_id>/) hashes its eval data_id, format
+  and grid, so two cards that probe a run alike (p2_fig_alpha_dropk, p2_tab_headline) share the job.
 Identical points in different cards therefore get identical ids and run once (fig_vocab V=1024 is
 fig_examples K=40; fig_parents M=2 is fig_diversity regime c).
 """
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cotlab.card_schema import SCALES, Card, Layer, Override, Scale
+from cotlab.card_schema import SCALES, Card, Layer, Override, Probe, Scale
 from cotlab.config import ConfigError, DataConfig, build, data_id, merge, stable_hash
 from cotlab.formats import FORMATS
 from cotlab.train_config import TrainConfig
@@ -109,6 +111,8 @@ class Point:
     """Swept key -> value (a variant's name for named variants)."""
     seed: int
     data: DataPoint
+    train: dict[str, Any]
+    """The point's training values (a data card that renders prompts reads train.prompt)."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,53 @@ class Run:
         return {"run_id": self.run_id, "data_id": self.data_id, "card": self.experiment,
                 "source": self.source, "model": self.model, "size": self.train["model"], "format": self.format,
                 "seed": self.seed, "values": self.values, "data": self.data.data, "train": self.train}
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """One offline evaluation of one run (a card's `probes`): `cotlab evaluate --grid ...`."""
+
+    run_id: str
+    name: str
+    key: str
+    """`<name>__<hash>`: names its files under probes/<run_id>/."""
+    data: DataPoint
+    """The eval data point: the run's, with the probe's shape fields replaced (same E and H)."""
+    format: str | None
+    grid: dict[str, list[Any]]
+
+    def cli_args(self) -> list[str]:
+        """`cotlab evaluate` options of this probe (a null value, e.g. force: free decoding, is `none`)."""
+        args = ["--ood"] + (["--formats", self.format] if self.format else [])
+        for key, values in self.grid.items():
+            args += ["--grid", f"{key}=" + ",".join("none" if v is None else str(v) for v in values)]
+        return args
+
+    def identity(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "probe": self.name, "key": self.key, "data_id": self.data.data_id,
+                "data": self.data.data, "format": self.format, "grid": self.grid}
+
+
+def probe_jobs(run: Run, probes: dict[str, Probe]) -> list[ProbeJob]:
+    """The probes of one run; a probe whose shapes the run's data cannot take fails naming it."""
+    out = []
+    for name, probe in probes.items():
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"probes.{name}: a probe name takes letters, digits, _ and - only")
+        try:
+            point = _data_point({**run.data.data, **probe.data}, run.data.n_train, run.data.n_eval)
+        except ConfigError as exc:
+            raise ConfigError(f"probes.{name}: {exc}") from None
+        digest = stable_hash({"data_id": point.data_id, "format": probe.format, "grid": probe.grid})
+        out.append(ProbeJob(run.run_id, name, f"{name}__{digest}", point, probe.format, dict(probe.grid)))
+    return out
+
+
+def card_probes(exp_id: str, scale: str, config_dir: str | Path = "config") -> dict[str, Probe]:
+    """The card's probes at `scale` (a scale's `probes:` replaces the card's)."""
+    card = load_card(exp_id, config_dir)
+    over = card.scales.get(scale, Override()).probes
+    return dict(card.probes if over is None else over)
 
 
 def _merge_layers(*layers: Layer) -> tuple[dict[str, Any], dict[str, Any], int | None]:
@@ -243,7 +294,8 @@ def resolve_card(exp_id: str, scale: str, config_dir: str | Path = "config", see
             "data": data, "train": train, "eval_every_seqs": every, "sweep": sweep, "models": r.models,
             "model_sizes": {m: sc.model_sizes.get(m, m) for m in r.models}, "formats": r.formats,
             "seeds": r.seeds, "reseed_data": r.reseed_data, "plot": card.plot.to_dict(), "scale": scale,
-            "n_cov": sc.n_cov, "note": card.scales.get(scale, Override()).note}
+            "n_cov": sc.n_cov, "note": card.scales.get(scale, Override()).note,
+            "probes": {name: probe.to_dict() for name, probe in card_probes(exp_id, scale, config_dir).items()}}
 
 
 def _grid(r: _Resolved) -> list[tuple[dict[str, Any], dict, dict, int | None]]:
@@ -318,7 +370,8 @@ def points(exp_id: str, scale: str, config_dir: str | Path = "config", seeds: in
         for values, data, train, _ in _grid(r):
             n_train = card.n_sequences or (sc.n_cov if card.kind == "coverage" else train["n_train"])
             for _, seed, _ in _replicate_seeds(r, data, train):
-                out.append(Point(exp_id, values, seed, _data_point({**data, "seed": seed}, n_train, train["n_eval"])))
+                out.append(Point(exp_id, values, seed, _data_point({**data, "seed": seed}, n_train, train["n_eval"]),
+                                 train))
     except ConfigError as exc:
         raise ConfigError(f"{exp_id} at scale {scale}: {exc}") from None
     return out

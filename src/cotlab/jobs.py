@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cotlab.card_schema import RULES, Card, CpuThroughput, RuleResources, WorkflowConfig
-from cotlab.cards import (DataPoint, Point, Run, card_ids, check_runs, expand, load_card, load_scale,
-                          load_scales, points, resolve_card)
+from cotlab.cards import (DataPoint, Point, ProbeJob, Run, card_ids, card_probes, check_runs, expand, load_card,
+                          load_scale, load_scales, points, probe_jobs, resolve_card)
 from cotlab.config import ConfigError, build
 from cotlab.layout import Layout
 
@@ -46,6 +46,9 @@ class Jobs:
     coverage: set[tuple[str, int]] = field(default_factory=set)
     """(data_id, n_rows of the train split) to run `cotlab coverage` on."""
     runs_of: dict[str, list[str]] = field(default_factory=dict)
+    probes: dict[tuple[str, str], ProbeJob] = field(default_factory=dict)
+    """(run_id, probe key) -> the probe; two cards that probe a run alike share it."""
+    probes_of: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     points_of: dict[str, list[Point]] = field(default_factory=dict)
 
     @property
@@ -63,10 +66,20 @@ class Jobs:
         card = self.cards[exp_id] = load_card(exp_id, self.config_dir)
         runs = expand(exp_id, self.scale, self.config_dir, self.seeds)
         self.runs_of[exp_id] = [r.run_id for r in runs]
+        probes = card_probes(exp_id, self.scale, self.config_dir)
+        self.probes_of[exp_id] = []
         for run in runs:
             self.runs.setdefault(run.run_id, run)
             self._add_split(run.data, "train")
             self._add_split(run.data, "eval")
+            try:
+                jobs = probe_jobs(run, probes)
+            except ConfigError as exc:
+                raise ConfigError(f"{exp_id} at scale {self.scale}: {exc}") from None
+            for job in jobs:
+                self.probes.setdefault((run.run_id, job.key), job)
+                self.probes_of[exp_id].append((run.run_id, job.key))
+                self._add_split(job.data, "eval")
         self.points_of[exp_id] = pts = points(exp_id, self.scale, self.config_dir, self.seeds)
         for p in pts:
             if card.kind in ("coverage", "data"):
@@ -92,21 +105,29 @@ class Jobs:
         if card.kind == "runs":
             out["runs"] = [{**run.identity(), "files": self.run_files(run)}
                            for run in (self.runs[r] for r in self.runs_of[exp_id])]
+            if self.probes_of[exp_id]:
+                out["probes"] = [{**job.identity(), "files": self.layout.probe(job.run_id, job.key)}
+                                 for job in (self.probes[k] for k in self.probes_of[exp_id])]
         elif card.kind in ("coverage", "data"):
             out["points"] = [{"data_id": p.data.data_id, "values": p.values, "seed": p.seed, "data": p.data.data,
-                              "files": self.point_files(exp_id, p)} for p in self.points_of[exp_id]]
+                              "train": p.train, "files": self.point_files(exp_id, p)}
+                             for p in self.points_of[exp_id]]
         elif card.kind == "hparams":
             out["rows"] = hparams_rows(self.scale, self.config_dir, self.seeds)
         return out
 
     def tables_of(self, exp_id: str) -> dict[str, str]:
         """The tables the aggregate of `exp_id` writes (`Layout.card_tables`)."""
-        return self.layout.card_tables(exp_id, self.cards[exp_id].kind == "runs")
+        card = self.cards[exp_id]
+        tables = self.layout.card_tables(exp_id, card.kind == "runs", bool(self.probes_of.get(exp_id)))
+        if card.plot.kind == "headline":  # a table computed from the probes (p2_tab_headline)
+            tables["table"] = self.layout.table(exp_id)
+        return tables
 
     def inputs_of(self, plan: dict[str, Any]) -> list[str]:
         """The files an aggregate plan reads (the aggregate job's inputs)."""
-        return sorted({path for item in plan.get("runs", []) + plan.get("points", [])
-                       for path in item["files"].values()})
+        items = plan.get("runs", []) + plan.get("points", []) + plan.get("probes", [])
+        return sorted({path for item in items for path in item["files"].values()})
 
 
 def workflow_jobs(experiments: list[str], scale: str, config_dir: str | Path = "config",

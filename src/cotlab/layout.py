@@ -5,6 +5,7 @@
       coverage/<data_id>-<n_rows>/       TokenCoverage of that train split, n<N>.json per prefix N
       runs/<run_id>/                     config.json, metrics.parquet, checkpoints/, final/
       eval/<run_id>.parquet              final scores (+ .analysis.parquet, .attention.npz)
+      probes/<run_id>/<probe>.parquet    a card's offline evaluations of a run (same companions)
       tables/<card>.csv                  one table per card, and claims.csv
       figures/<card>.{png,pdf}           one figure per card
       logs/<rule>/<job>.log
@@ -63,16 +64,22 @@ class Layout:
         """scores / analysis / attention files that `cotlab evaluate` writes for a run."""
         return {kind: str(path) for kind, path in eval_companions(f"{self.base}/eval/{run_id}.parquet").items()}
 
+    def probe(self, run_id: str, key: str) -> dict[str, str]:
+        """The files of one probe of a run (`cotlab.cards.ProbeJob`), as `evaluation` has them."""
+        return {kind: str(path) for kind, path in eval_companions(f"{self.base}/probes/{run_id}/{key}.parquet").items()}
+
     def log(self, rule: str, job: str) -> str:
         return f"{self.base}/logs/{rule}/{job}.log"
 
     def table(self, card: str) -> str:
         return f"{self.base}/tables/{card}.csv"
 
-    def card_tables(self, card: str, trains: bool) -> dict[str, str]:
-        """A training card's two tidy tables ({"curves", "summary"}), another card's one ({"table"})."""
+    def card_tables(self, card: str, trains: bool, probes: bool = False) -> dict[str, str]:
+        """A training card's two tidy tables ({"curves", "summary"}, and "probes" when it probes its
+        runs), another card's one ({"table"})."""
         if trains:
-            return {kind: self.table(f"{card}_{kind}") for kind in ("curves", "summary")}
+            kinds = ("curves", "summary", "probes") if probes else ("curves", "summary")
+            return {kind: self.table(f"{card}_{kind}") for kind in kinds}
         return {"table": self.table(card)}
 
     def figure(self, card: str, suffix: str = "png") -> str:

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from claims_tables import curve, interval, run, tables
-from cotlab.analysis.claims import CLAIM_COLUMNS, CLAIMS, evaluate_claims
+from cotlab.analysis.claims import CLAIM_COLUMNS, CLAIMS, evaluate_claims, headline_table
 
 HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
 
 
-def claims_of(summaries: dict, curves: dict | None = None) -> pd.DataFrame:
-    out = evaluate_claims(summaries, curves or {})
+def claims_of(summaries: dict, curves: dict | None = None, probes: dict | None = None) -> pd.DataFrame:
+    out = evaluate_claims(summaries, curves or {}, probes)
     assert out["claim"].tolist() == [c.id for c in CLAIMS]
     return out.set_index("claim")
 
@@ -166,6 +166,43 @@ def attention_recovers_parents(case):
     return tables("fig_attention", rows)
 
 
+def probe_rows(accs: dict, n_eval: int = 2000, seeds=(0,)) -> pd.DataFrame:
+    """A p2_fig_alpha_dropk probes table: accs maps (alpha name, CoT demos left) -> accuracy, for two
+    forcings of one model; every run reached (lift_max 0.5)."""
+    rows = []
+    for force in ("free", "think"):
+        for (alpha, demos), acc in accs.items():
+            for seed in seeds:
+                lo, hi = interval(acc, n_eval)
+                rows.append({"run_id": f"hyb-a{alpha}-s{seed}", "model": "tf4", "size": "tf4",
+                             "format": "hybrid_special_token", "seed": seed, "alpha": alpha, "probe": "dropk",
+                             "scored_format": "cot_special_token", "force": force, "drop_strategy": "random",
+                             "cot_demos": demos, "answer_acc": acc, "answer_acc_lo": lo, "answer_acc_hi": hi,
+                             "n_eval": n_eval, "lift_max": 0.5})
+    return pd.DataFrame(rows)
+
+
+def excess_cot_hurts(case):
+    # drop from 39 to 0 CoT demos: alpha=0 vs alpha=2 (the largest finite alpha; inf is ignored)
+    accs = {HELD: {("0", 39): 0.8, ("0", 0): 0.3, ("2", 39): 0.7, ("2", 0): 0.6},         # D = 0.5 - 0.1
+            NOT_HELD: {("0", 39): 0.8, ("0", 0): 0.7, ("2", 39): 0.8, ("2", 0): 0.3},     # D = 0.1 - 0.5
+            INCONCLUSIVE: {("0", 39): 0.6, ("0", 0): 0.5, ("2", 39): 0.6, ("2", 0): 0.52}}[case]
+    accs = {**accs, ("inf", 39): 0.1, ("inf", 0): 0.9}  # would contradict if alpha=inf were compared
+    return {}, {}, {"p2_fig_alpha_dropk": probe_rows(accs, n_eval=50 if case == INCONCLUSIVE else 2000)}
+
+
+def best_alpha_beats_zero(case):
+    at_zero = {HELD: dict(zip(ALPHAS, (0.3, 0.35, 0.6, 0.35, 0.32))),
+               NOT_HELD: dict(zip(ALPHAS, (0.7, 0.4, 0.45, 0.3, 0.35))),
+               # 0.58 vs 0.5 at n=2000 is decided alone (+-0.031), not after widening for the best of 4
+               INCONCLUSIVE: dict(zip(ALPHAS, (0.5, 0.47, 0.535, 0.49, 0.5)))}[case]
+    accs = {**{(a, 0): v for a, v in at_zero.items()}, **{(a, 39): 0.9 for a in ALPHAS}}
+    return {}, {}, {"p2_fig_alpha_dropk": probe_rows(accs)}
+
+
+ALPHAS = ("0", "0.5", "1", "2", "inf")
+
+
 BUILDERS = {
     "cot_beats_std": cot_beats_std, "cot_higher": cot_higher, "cot_earlier": cot_earlier,
     "vocab_harder": falling_sweep("fig_vocab", "vocab_size", (64, 256, 1024)),
@@ -176,6 +213,7 @@ BUILDERS = {
     "deep_overtakes_at_m1": deep_overtakes_at_m1, "positions_fall": positions_fall,
     "depth_few_examples": depth_few_examples, "fixed_h_helps": fixed_h_helps,
     "sim_tracks_accuracy": sim_tracks_accuracy, "attention_recovers_parents": attention_recovers_parents,
+    "p2_excess_cot_hurts": excess_cot_hurts, "p2_best_alpha_beats_zero": best_alpha_beats_zero,
 }
 
 
@@ -378,3 +416,20 @@ def test_attention_counts_both_parts():
     table = summaries["fig_attention"]
     table.loc[table["regime"] == "a", "parent_prec_final"] = 0.9  # fresh H beats fixed H: contradicts (ii)
     assert verdict_of("attention_recovers_parents", summaries) == NOT_HELD
+
+
+def test_headline_table_names_the_best_alpha_and_its_gain():
+    _, _, probes = best_alpha_beats_zero(HELD)
+    table = headline_table(probes["p2_fig_alpha_dropk"]).set_index("force")
+    assert list(table.index) == ["free", "think"]
+    row = table.loc["free"]
+    assert row["best_alpha"] == 1.0 and row["cot_demos"] == 0 and row["n_alpha"] == 5
+    assert row["acc_best"] == pytest.approx(0.6) and row["acc_alpha0"] == pytest.approx(0.3)
+    assert row["relative_gain"] == pytest.approx(1.0)
+    assert row["acc_best_lo"] < 0.6 < row["acc_best_hi"]
+
+
+def test_p2_claims_read_the_probes_table_not_the_summary():
+    _, _, probes = excess_cot_hurts(HELD)
+    out = claims_of({"p2_fig_alpha_dropk": probes["p2_fig_alpha_dropk"]}, {}, {})  # a summary is no probes table
+    assert out.loc["p2_excess_cot_hurts", "verdict"] == "not run"

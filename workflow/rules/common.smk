@@ -72,6 +72,7 @@ TRAIN_GPUS = RES["train"].gpus if WORKFLOW.train_gpus is None else WORKFLOW.trai
 wildcard_constraints:
     data_id=r"[^/.]+__[0-9a-f]{8}",  # ids have no dots: <run_id>.analysis.parquet is unambiguous
     run_id=r"[^/.]+__[0-9a-f]{8}",
+    probe_key=r"[A-Za-z0-9_-]+__[0-9a-f]{8}",
     split="train|eval",
     n_rows=r"\d+",
 
@@ -83,6 +84,10 @@ def cli_sets(values):
 
 def run_of(wildcards):
     return JOBS.runs[wildcards.run_id]
+
+
+def probe_of(wildcards):
+    return JOBS.probes[wildcards.run_id, wildcards.probe_key]
 
 
 def split_config(wildcards):
@@ -101,6 +106,7 @@ def train_runtime(wildcards):
 REPORT_TABLES = {
     "summary": ("summary table", "../report/summary.rst"),
     "curves": ("curves table", "../report/curves.rst"),
+    "probes": ("probes table", "../report/probes.rst"),
 }
 
 

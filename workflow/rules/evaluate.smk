@@ -27,3 +27,29 @@ rule evaluate:
     shell:
         "cotlab evaluate {params.run_dir} --eval-data {input.eval} --out {output.scores}"
         " --n-attn {params.n_attn} --data-id {params.data_id} > {log} 2>&1"
+
+
+rule probe:
+    """A card's offline evaluation of a run (paper 2: drop-k x forcing, other shapes, sampling):
+    the run's final model on the probe's eval split, scored at every point of the probe's grid."""
+    input:
+        final=LAYOUT.final("{run_id}"),
+        eval=lambda wc: JOBS.split_path(probe_of(wc).data, "eval"),
+    output:
+        **LAYOUT.probe("{run_id}", "{probe_key}"),
+    log:
+        LAYOUT.log("probe", "{run_id}.{probe_key}"),
+    conda:
+        "../envs/cotlab.yaml"
+    threads: RES["evaluate"].threads
+    resources:
+        mem_mb=RES["evaluate"].mem_mb,
+        runtime=RES["evaluate"].runtime,
+        gpu=RES["evaluate"].gpus,
+    params:
+        run_dir=lambda wc, input: os.path.dirname(input.final),
+        data_id=lambda wc: probe_of(wc).data.data_id,
+        options=lambda wc: shlex.join(probe_of(wc).cli_args()),
+    shell:
+        "cotlab evaluate {params.run_dir} --eval-data {input.eval} --out {output.scores}"
+        " --n-attn 0 --data-id {params.data_id} {params.options} > {log} 2>&1"

@@ -47,7 +47,12 @@ between noisy values mean the interval rule above, tau's noise is one evaluation
 | interaction (depth_few_examples) | D > 0 | D < 0 |
 | tracks (sim_tracks_accuracy) | timing, jump and margin hold | timing, jump or margin fails |
 | above chance (attention i, Wilson at n_attn*C*M) | prec - h > chance | prec + h < chance |
+| excess CoT hurts (p2; probes table) | drop(alpha=0) - drop(largest finite alpha) held | ... not held |
+| best alpha beats 0 (p2; probes table) | best alpha - alpha=0 held, widened | every alpha - alpha=0 not held |
 
+Paper 2 reads a card's probes table (one row per run x probe setting): per model and forcing,
+drop = accuracy with the most CoT demonstrations left minus with the fewest (none at k = K-1);
+"widened" multiplies the half-width by z(1-0.025/m)/z(0.975) for the m alphas the best is picked from.
 b = CoT benefit, acc_auc(cot) - acc_auc(std) of one model. Overtakes: acc_final of a deeper model
 vs tf4 (cot, M = 1); early = the seed-mean answer_acc curves at 0 < step <= last step / 2.
 D = b(deepest) - b(shallowest) at the smallest K, minus the same at the largest K. Tracks, on a
@@ -65,6 +70,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+
+from scipy import stats
 
 from cotlab.analysis.tables import lift, model_order, seed_interval, wilson_interval
 
@@ -116,7 +123,9 @@ class Claim:
     statement: str
     source: str
     metric: str
-    compare: Callable[[pd.DataFrame, pd.DataFrame], list[Comparison]]  # (summary, curves) -> comparisons
+    compare: Callable[[pd.DataFrame, pd.DataFrame], list[Comparison]]  # (table, curves) -> comparisons
+    table: str = "summary"
+    """The card table the claim reads: `summary` (one row per run) or `probes` (paper 2's offline evaluations)."""
 
 
 def outcome(diff: Estimate) -> str:
@@ -393,6 +402,92 @@ def sim_tracks_accuracy(runs: pd.DataFrame, curves: pd.DataFrame) -> list[Compar
     return out
 
 
+# ----------------------------------------------------------------------------- paper 2 (probes tables)
+
+P2_METRIC = "answer_acc"  # the probes' accuracy (the offline scoring rule, which a forced ⟨as⟩ needs)
+P2_GROUP = ("model", "size", "format", "alpha", "probe", "scored_format", "force", "drop_strategy", "cot_demos")
+
+
+def alpha_estimates(probes: pd.DataFrame) -> pd.DataFrame:
+    """Seed means of P2_METRIC per (model, force, α, CoT demonstrations left): one row each, with `est`
+    and a numeric `alpha_value` (the card's α variants are named "0", "0.5", ..., "inf")."""
+    keys = [c for c in P2_GROUP if c in probes]
+    rows = [{**dict(zip(keys, key)), "est": estimate(group, P2_METRIC)}
+            for key, group in probes.groupby(keys, dropna=False, sort=True)]
+    table = pd.DataFrame(rows, columns=[*keys, "est"])
+    return table.assign(alpha_value=pd.to_numeric(table["alpha"].astype(str)))
+
+
+def scarce_contexts(probes: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(label prefix, estimates at the fewest CoT demonstrations, at the most) per model and forcing."""
+    table = alpha_estimates(probes)
+    for (model, force), sub in table.groupby(["model", "force"], sort=False):
+        few, many = sub["cot_demos"].min(), sub["cot_demos"].max()
+        yield f"{model} force={force}: ", sub[sub["cot_demos"] == few], sub[sub["cot_demos"] == many]
+
+
+def excess_cot_hurts(probes: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    """α = 0 (every example CoT) loses more accuracy than the largest finite α (the least CoT that still
+    has some) when the CoT demonstrations go from the most to none: D = drop(α=0) - drop(α_max) > 0."""
+    out = []
+    for prefix, scarce, plenty in scarce_contexts(probes):
+        finite = sorted(a for a in scarce["alpha_value"] if 0 < a < math.inf)
+        if 0.0 not in set(scarce["alpha_value"]) or not finite or scarce["cot_demos"].iloc[0] == plenty["cot_demos"].iloc[0]:
+            continue
+        at = {name: (by_value(plenty, "alpha_value")[a], by_value(scarce, "alpha_value")[a])
+              for name, a in (("zero", 0.0), ("least", finite[-1]))}
+        drops = {name: many - few for name, (many, few) in at.items()}
+        diff = drops["zero"] - drops["least"]
+        out.append(compared(f"{prefix}accuracy lost from {num(plenty['cot_demos'].iloc[0])} to "
+                            f"{num(scarce['cot_demos'].iloc[0])} CoT demos: alpha=0 {drops['zero']} vs "
+                            f"alpha={finite[-1]:g} {drops['least']}", outcome(diff), diff))
+    return out
+
+
+def best_alpha_beats_zero(probes: pd.DataFrame, curves: pd.DataFrame) -> list[Comparison]:
+    """With no CoT demonstration left, the best α > 0 beats α = 0. The best is picked from the same
+    estimates, so each difference's half-width is widened Bonferroni-style for the m α compared
+    (z_{1-0.025/m} / z_{0.975}): held when the best one's widened interval lies above 0, not held when
+    every α's lies below."""
+    out = []
+    for prefix, scarce, _ in scarce_contexts(probes):
+        est = by_value(scarce, "alpha_value")
+        if 0.0 not in est or len(est) < 2:
+            continue
+        widen = stats.norm.ppf(1 - 0.025 / (len(est) - 1)) / stats.norm.ppf(0.975)
+        diffs = {a: est[a] - est[0.0] for a in est if a != 0.0}
+        diffs = {a: replace(d, half=d.half * widen) for a, d in diffs.items()}
+        best = max(diffs, key=lambda a: diffs[a].value)
+        results = {a: outcome(d) for a, d in diffs.items()}
+        result = (HELD if results[best] == HELD else NOT_HELD if set(results.values()) == {NOT_HELD}
+                  else INCONCLUSIVE)
+        gain = est[best].value / est[0.0].value - 1 if est[0.0].value > 0 else math.inf
+        out.append(compared(f"{prefix}{num(scarce['cot_demos'].iloc[0])} CoT demos: best alpha={best:g} "
+                            f"{est[best]} vs alpha=0 {est[0.0]}, difference {diffs[best]} (Bonferroni over "
+                            f"{len(diffs)}), relative gain {gain:+.2f}", result, *diffs.values()))
+    return out
+
+
+def headline_table(probes: pd.DataFrame) -> pd.DataFrame:
+    """p2_tab_headline: per model and forcing, with no CoT demonstration left, the best α and
+    acc(α*) / acc(α=0) - 1, with each accuracy's 95% interval (seed mean; Wilson for one seed)."""
+    rows = []
+    for prefix, scarce, _ in scarce_contexts(probes):
+        est = by_value(scarce, "alpha_value")
+        if 0.0 not in est:
+            continue
+        best = max(est, key=lambda a: est[a].value)
+        first = scarce.iloc[0]
+        rows.append({"model": first["model"], "size": first.get("size", first["model"]), "force": first["force"],
+                     "cot_demos": first["cot_demos"], "best_alpha": best,
+                     "acc_best": est[best].value, "acc_best_lo": est[best].value - est[best].half,
+                     "acc_best_hi": est[best].value + est[best].half, "acc_alpha0": est[0.0].value,
+                     "acc_alpha0_lo": est[0.0].value - est[0.0].half, "acc_alpha0_hi": est[0.0].value + est[0.0].half,
+                     "relative_gain": est[best].value / est[0.0].value - 1 if est[0.0].value > 0 else math.inf,
+                     "n_alpha": len(est)})
+    return pd.DataFrame(rows)
+
+
 CLAIMS = (
     Claim("cot_beats_std", "quickstart", "On one fixed compositional task learned in the weights, CoT ends above "
           "standard", "[ours]", "acc_final cot - std", cot_above_std("acc_final")),
@@ -423,6 +518,13 @@ CLAIMS = (
           "largest embed_sim rise vs largest answer_acc rise; final sim vs chance", sim_tracks_accuracy),
     Claim("attention_recovers_parents", "fig_attention", "Attention recovers the parents under fixed H", "[3rd]",
           "parent_prec_final vs chance (regime e), e - a and e - b (cot)", attention_recovers_parents),
+    Claim("p2_excess_cot_hurts", "p2_fig_alpha_dropk", "Excess CoT in meta-training hurts when test-time CoT is "
+          "scarce: all-CoT training (alpha=0) loses more accuracy than the least-CoT recipe as the CoT "
+          "demonstrations are dropped", "[paper 2]", f"{P2_METRIC} lost from the most to no CoT demos, alpha=0 - "
+          "largest finite alpha", excess_cot_hurts, table="probes"),
+    Claim("p2_best_alpha_beats_zero", "p2_fig_alpha_dropk", "With no CoT demonstration left, the best recipe "
+          "(alpha > 0) beats all-CoT training (alpha=0)", "[paper 2]", f"{P2_METRIC} best alpha - alpha=0 at "
+          "no CoT demos, Bonferroni-widened", best_alpha_beats_zero, table="probes"),
 )
 
 
@@ -433,12 +535,13 @@ def verdict(comparisons: list[Comparison]) -> str:
     return NOT_HELD if NOT_HELD in results else HELD if results == {HELD} else INCONCLUSIVE
 
 
-def evaluate_claims(summaries: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """claims.csv from each card's summary and curves tables (card id -> table); a card without a
-    summary makes its claims "not run", as does a table that lacks a column the claim reads."""
+def evaluate_claims(summaries: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame],
+                    probes: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """claims.csv from each card's summary, curves and (paper 2) probes tables (card id -> table); a
+    card without the table a claim reads makes it "not run", as does a table that lacks a column."""
     rows = []
     for claim in CLAIMS:
-        summary, note = summaries.get(claim.card), ""
+        summary, note = (summaries if claim.table == "summary" else probes or {}).get(claim.card), ""
         curve = curves.get(claim.card, pd.DataFrame(columns=["run_id", "step"]))
         try:
             comparisons = [] if summary is None or summary.empty else claim.compare(summary, curve)
