@@ -1,6 +1,7 @@
 """Paper 2's Figure 1 (p2_fig_lab2): one sampled hybrid (CoT-Recipe) training sequence.
 
-Sequence 0 of the card's train split, rendered exactly as training sees it
+The first sequence of the card's train split that mixes CoT and standard examples (else sequence
+0), rendered exactly as training sees it
 (`cotlab.data.prompts.render_train`): ⟨bos⟩, then each example ⟨is⟩ x ⟨ie⟩ [⟨ts⟩ y_1..y_{C-1} ⟨te⟩]
 ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩, the think span present in the CoT examples only. One row of boxes per
 example, coloured by role: special tokens by name, inputs, chain tokens and the answer. Labelled
@@ -12,12 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.patches import FancyBboxPatch, Patch
 
 from cotlab.config import ConfigError, build
-from cotlab.data.prompts import IGNORE, render_train
+from cotlab.data.prompts import IGNORE, cot_examples, render_train
 from cotlab.data.store import open_dataset
 from cotlab.figures import theme
 from cotlab.formats import PromptConfig
@@ -37,7 +39,11 @@ def sequence_table(points: list[dict[str, Any]]) -> pd.DataFrame:
     if not prompt.special:
         raise ConfigError(f"train.prompt.format={prompt.format!r}: p2_fig_lab2 draws a special-token format")
     dataset = open_dataset(point["files"]["train_data"], verify=False)
-    batch = render_train(dataset.read(0, 1), dataset.config, prompt, dataset.n_rows)
+    rows = dataset.read(0, dataset.n_rows)
+    cot = cot_examples(rows, prompt, dataset.n_rows, dataset.config.seed)  # (B, K) bool
+    mixed = np.flatnonzero(cot.any(axis=1) & ~cot.all(axis=1))
+    pick = int(mixed[0]) if len(mixed) else 0  # the first sequence that mixes both forms, if any
+    batch = render_train(rows.take(slice(pick, pick + 1)), dataset.config, prompt, dataset.n_rows)
     names = {i: SHORT[name] for name, i in dataset.config.special_ids().items() if name in SHORT}
     records, example, role = [], 0, None
     for position, (token, label, real) in enumerate(zip(batch.input_ids[0], batch.labels[0], batch.attention_mask[0])):
@@ -51,7 +57,7 @@ def sequence_table(points: list[dict[str, Any]]) -> pd.DataFrame:
                         "role": "special" if text else role, "example": example, "labelled": bool(label != IGNORE)})
     table = pd.DataFrame(records)
     forms = table.groupby("example")["text"].agg(lambda t: "CoT" if "ts" in set(t) else "standard")
-    return table.assign(form=table["example"].map(forms), data_id=point["data_id"],
+    return table.assign(form=table["example"].map(forms), sequence=pick, data_id=point["data_id"],
                         alpha=prompt.recipe.alpha if prompt.recipe else None)
 
 
