@@ -13,8 +13,9 @@ that defines it.
 - `data_id` (`cotlab.config.data_id`, the same id the dataset's manifest carries) hashes the resolved
   DataConfig without the split size; it leaves out the prompt format and every training setting, so
   the std and cot runs of a point, and the same point in several cards, read one dataset.
-- `run_id` hashes the data_id and the training values (n_train and n_eval included); plot settings
-  are in neither id.
+- `run_id` hashes the data_id and the training values (n_train and n_eval included), and for the
+  special-token formats the version of their rendering (`SPECIAL_RENDERING`); plot settings are in
+  neither id.
 - a probe's key (`<name>__<hash>`, its file under probes/<run_id>/) hashes its eval data_id, format
   and grid, so two cards that probe a run alike (p2_fig_alpha_dropk, p2_tab_headline) share the job.
 Identical points in different cards therefore get identical ids and run once (fig_vocab V=1024 is
@@ -35,6 +36,9 @@ from cotlab.train_config import TrainConfig
 from cotlab.yamlio import read_yaml
 
 SPLITS = ("train", "eval")
+SPECIAL_RENDERING = 2
+"""Version of the special-token formats' rendering in their run ids: 2 since the CoT-Recipe is
+evaluated at permuted slots, so runs trained under the old block curriculum are not reused."""
 
 
 def _where(path: Path, exc: ConfigError) -> ConfigError:
@@ -322,7 +326,10 @@ def _runs_of(exp_id: str, source: str, r: _Resolved) -> list[Run]:
                 steps = max(1, every // batch)
                 point_train = {**point_train, "eval_every": steps, "checkpoint_every": steps}
             point = _data_point({**data, "seed": data_seed}, n_train, n_eval)
-            digest = stable_hash({"data_id": point.data_id, "train": point_train})
+            identity = {"data_id": point.data_id, "train": point_train}
+            if FORMATS[fmt].special:  # paper 2's rendering changed (recipe slots permuted): new ids
+                identity["rendering"] = SPECIAL_RENDERING
+            digest = stable_hash(identity)
             run_id = f"{point.data_id.split('__')[0]}-{point_train['model']}-{FORMATS[fmt].slug}__{digest}"
             runs.append(Run(run_id, exp_id, source, model, fmt, seed, replicate, values, point, point_train))
     return runs
