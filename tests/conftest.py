@@ -12,6 +12,9 @@ from cotlab.cli import main as cli
 STAGE1 = ["fig_teaser", "tab_models", "fig_token_coverage", "fig_vocab", "fig_embed_sim", "fig_losses",
           "fig_examples", "fig_chain", "fig_chain_positions", "fig_parents", "fig_diversity", "fig_attention",
           "fig_activation", "fig_dims", "tab_hparams"]
+# The stage-2 cards: paper 2 (CoT-Recipe); p2_fig_symbolic needs local LLM weights and is not a card.
+STAGE2 = ["p2_fig_lab2", "p2_fig_recipe", "p2_fig_alpha_train", "p2_fig_alpha_dropk", "p2_tab_headline", "p2_fig_ood",
+          "p2_fig_task_diversity", "p2_fig_sampling"]
 
 # V=32, one fixed task whose answer is a composition through the chain (docs/scales.md).
 FIXED_TASK = ["vocab_size=32", "n_inputs=4", "n_parents=2", "chain_length=3", "n_examples=4",
