@@ -31,7 +31,8 @@ rule evaluate:
 
 rule probe:
     """A card's offline evaluation of a run (paper 2: drop-k x forcing, other shapes, sampling):
-    the run's final model on the probe's eval split, scored at every point of the probe's grid."""
+    the run's final model on the probe's eval split, scored at every point of the probe's grid.
+    """
     input:
         final=LAYOUT.final("{run_id}"),
         eval=lambda wc: JOBS.split_path(probe_of(wc).data, "eval"),
