@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from cotlab.config import ConfigError, Section, fail, merge, require_positive
+from cotlab.config import SHAPE_FIELDS, ConfigError, Section, fail, merge, require_positive
 from cotlab.formats import FormatName
 from cotlab.model_config import MODEL_SIZES
 
@@ -55,7 +55,6 @@ def _check_sweep(sweep: dict[str, list[Any] | dict[str, Layer]]) -> None:
             raise ConfigError(f"sweep.{key}={values!r}: a swept key needs at least one value")
 
 
-SHAPE_FIELDS = ("n_inputs", "n_parents", "chain_length", "n_examples")
 """DataConfig fields a probe may change: the eval split keeps the run's vocabulary, E and H."""
 PROBE_OPTIONS = ("drop_k", "drop_strategy", "force", "temperature", "n_samples", "max_new_tokens")
 """What a probe's grid crosses: `cotlab evaluate --grid KEY=...` (prompt edits and decoding)."""

@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 GENERATOR_VERSION = 1
+SHAPE_FIELDS = ("n_inputs", "n_parents", "chain_length", "n_examples")
+"""The per-sequence shape (N, M, C, K): each an integer or a list of choices drawn per sequence."""
 SPECIAL_TOKEN_NAMES = ("pad", "bos", "eos", "input_start", "input_end", "think_start", "think_end",
                        "answer_start", "answer_end")  # ids V-1, ..., V-9 (docs/data.md, "Special tokens")
 
@@ -80,7 +82,7 @@ def check_seed(field: str, value: int | None) -> None:
         fail(field, value, f"must be an integer seed in [0, {SEED_MAX}] (2**32 - 1)")
 
 
-DATA_LIMITS = {"vocab_size": 2**20, "n_dims": 4096, "n_inputs": 1000, "chain_length": 1000,
+DATA_LIMITS = {"vocab_size": 2**20, "n_dims": 4096, "n_inputs": 1000, "n_parents": 1000, "chain_length": 1000,
                "n_examples": 10_000, "h_num_layers": 1000, "num_unique_h": 1_000_000, "n_sequences": 2**40}
 """Caps of DataConfig's sizes: far above the paper's (V <= 1024, d <= 50, K <= 40, C <= 5), low enough
 that a typo fails at once; `cotlab generate` estimates what large combinations need."""
@@ -96,14 +98,14 @@ class DataConfig(Section):
     """d: dimension of the data embedding E (V x d); at most 4,096."""
     data_init_range: float = 1.0
     """s: E has i.i.d. N(0, s^2) entries."""
-    n_inputs: int = 4
-    """N: input tokens per example; at most 1,000."""
-    n_parents: int = 4
-    """M: parents per chain token, M <= N."""
-    chain_length: int = 2
-    """C: chain tokens per example; the last one is the answer; at most 1,000."""
-    n_examples: int = 40
-    """K: examples per sequence, the query included; at most 10,000."""
+    n_inputs: int | list[int] = 4
+    """N: input tokens per example; at most 1,000. A list of choices: drawn per sequence (paper 2)."""
+    n_parents: int | list[int] = 4
+    """M: parents per chain token, M <= N (with choices: M = min(M, N) per sequence)."""
+    chain_length: int | list[int] = 2
+    """C: chain tokens per example; the last one is the answer; at most 1,000 (or a list of choices)."""
+    n_examples: int | list[int] = 40
+    """K: examples per sequence, the query included; at most 10,000 (or a list of choices)."""
     activation: Literal["leaky_relu", "relu", "silu", "identity"] = "leaky_relu"
     """sigma, applied between processor layers and to the mean (leaky_relu slope 0.5)."""
     h_num_layers: int = 1
@@ -127,10 +129,32 @@ class DataConfig(Section):
     eval_seed: int | None = None
     """Seed of the eval split in [0, 2**32 - 1]; null = seed + 1000 (so seed <= 2**32 - 1001 then)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_choice_is_a_value(cls, values: Any) -> Any:
+        """A one-element choice list is that value: the same dataset, data id and rows."""
+        if isinstance(values, dict):
+            values = {key: value[0] if key in SHAPE_FIELDS and isinstance(value, list) and len(value) == 1
+                      else value for key, value in values.items()}
+        return values
+
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
-        require_positive(self, "vocab_size", "n_dims", "n_inputs", "n_parents", "chain_length",
-                         "n_examples", "h_num_layers", "n_sequences", "num_unique_h", limits=DATA_LIMITS)
+        for name in SHAPE_FIELDS:
+            choices = getattr(self, name)
+            if isinstance(choices, list):
+                if not choices:
+                    fail(name, choices, "a choice list needs at least one value")
+                if len(set(choices)) != len(choices):
+                    fail(name, choices, "a choice list takes each value once")
+                for value in choices:
+                    if not 1 <= value <= DATA_LIMITS[name]:
+                        fail(name, choices, f"every choice must be between 1 and {DATA_LIMITS[name]}")
+        require_positive(self, "vocab_size", "n_dims", "h_num_layers", "n_sequences", "num_unique_h",
+                         limits={k: v for k, v in DATA_LIMITS.items() if k not in SHAPE_FIELDS})
+        for name in SHAPE_FIELDS:
+            if not isinstance(getattr(self, name), list):
+                require_positive(self, name, limits={name: DATA_LIMITS[name]})
         check_seed("seed", self.seed)
         check_seed("eval_seed", self.eval_seed)
         if self.eval_seed is None and self.seed > SEED_MAX - 1000:
@@ -138,8 +162,17 @@ class DataConfig(Section):
                  "split uses seed + 1000); set eval_seed")
         if not (math.isfinite(self.data_init_range) and self.data_init_range > 0):
             fail("data_init_range", self.data_init_range, "must be a positive finite number")
-        if self.n_parents > self.n_inputs:
+        if min(self.choices("n_parents")) > max(self.choices("n_inputs")):
+            fail("n_parents", self.n_parents, f"must be <= n_inputs ({self.n_inputs}) in at least one choice")
+        if not self.mixed_shapes and self.n_parents > self.n_inputs:
             fail("n_parents", self.n_parents, f"must be <= n_inputs ({self.n_inputs})")
+        if self.mixed_shapes:
+            mixed = next(name for name in SHAPE_FIELDS if isinstance(getattr(self, name), list))
+            if not self.special_tokens:
+                fail(mixed, getattr(self, mixed), "per-sequence shapes need special_tokens=true (the "
+                     "delimiters mark where examples and chains end)")
+            if self.fixed_dag:
+                fail(mixed, getattr(self, mixed), "per-sequence shapes cannot share one fixed DAG (fixed_dag=true)")
         if self.vocab_size < self.n_reserved + 2:
             fail("vocab_size", self.vocab_size,
                  f"must be >= {self.n_reserved + 2} ({self.n_reserved} reserved special ids + 2 usable)")
@@ -159,6 +192,20 @@ class DataConfig(Section):
                 fail("dag", dag, f"step {c} must list n_parents={self.n_parents} distinct node ids")
             if any(not 0 <= p < self.n_inputs + c for p in parents):
                 fail("dag", dag, f"step {c} parents must lie in 0..{self.n_inputs + c - 1}")
+
+    def choices(self, name: str) -> tuple[int, ...]:
+        """The values a shape field (n_inputs, n_parents, chain_length, n_examples) can take."""
+        value = getattr(self, name)
+        return tuple(value) if isinstance(value, list) else (value,)
+
+    def largest(self, name: str) -> int:
+        """The largest value of a shape field: what padded arrays, sequence lengths and caps use."""
+        return max(self.choices(name))
+
+    @property
+    def mixed_shapes(self) -> bool:
+        """Whether some shape field is a choice list drawn per sequence (docs/data.md, "Per-sequence shapes")."""
+        return any(isinstance(getattr(self, name), list) for name in SHAPE_FIELDS)
 
     @property
     def n_reserved(self) -> int:
@@ -195,11 +242,12 @@ def data_slug(data: dict[str, Any]) -> str:
     """Readable part of a data id: V, K and C always; other fields only where they differ from
     DataConfig's defaults (`data` is a resolved DataConfig dict). Used by the workflow's ids too."""
     default = DataConfig().to_dict()
-    parts = [f"V{data['vocab_size']}", f"K{data['n_examples']}", f"C{data['chain_length']}"]
+    parts = [f"V{data['vocab_size']}", f"K{_choice_tag(data['n_examples'])}",
+             f"C{_choice_tag(data['chain_length'])}"]
     for key, tag in (("n_inputs", "N"), ("n_parents", "M"), ("n_dims", "d"), ("h_num_layers", "L"),
                      ("data_init_range", "s")):
         if data[key] != default[key]:
-            value = f"{data[key]:g}".replace(".", "p") if isinstance(data[key], float) else data[key]
+            value = f"{data[key]:g}".replace(".", "p") if isinstance(data[key], float) else _choice_tag(data[key])
             parts.append(f"{tag}{value}")  # no dots in ids: they end at the first one in file names
     if data["activation"] != default["activation"]:
         parts.append(data["activation"])
@@ -216,6 +264,11 @@ def data_slug(data: dict[str, Any]) -> str:
     if data["eval_seed"] not in (None, data["seed"] + 1000):  # resolved or not, the default is silent
         parts.append(f"es{data['eval_seed']}")
     return "-".join(parts)
+
+
+def _choice_tag(value: int | list[int]) -> str:
+    """A shape in a data slug: 4, or choices as 3_4."""
+    return "_".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def resolved_data(cfg: DataConfig) -> dict[str, Any]:
