@@ -162,8 +162,9 @@ class PromptConfig(Section):
         if not self.special and data_cfg.special_tokens:
             fail("format", self.format, "needs special_tokens=false in the data config "
                  f"(with special tokens use one of {_names(lambda f: f.special)})")
-        if self.drop_k > data_cfg.n_examples - 1:
-            fail("drop_k", self.drop_k, f"must be <= n_examples-1={data_cfg.n_examples - 1} demonstrations")
+        fewest = min(data_cfg.choices("n_examples"))
+        if self.drop_k > fewest - 1:
+            fail("drop_k", self.drop_k, f"must be <= n_examples-1={fewest - 1} demonstrations")
 
 
 def max_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:

@@ -25,6 +25,8 @@ cores they share, a lower bound of the wall time that the last, longest job can 
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 from typing import Any
 
 from cotlab.config import ConfigError, merge
@@ -42,8 +44,11 @@ STARTUP_S = 30.0            # torch.compile
 
 
 def format_length(data: dict[str, Any], fmt: str) -> int:
-    """T of a data point's sequences in one format (`cotlab.formats`; an upper bound for the mixed one)."""
-    return FORMATS[fmt].sequence_length(data["n_examples"], data["n_inputs"], data["chain_length"])
+    """T of a data point's sequences in one format (`cotlab.formats`; an upper bound for the mixed one),
+    at the mean of each shape field's choices when they are drawn per sequence."""
+    mean = {name: statistics.fmean(value) if isinstance(value, list) else value  # choices: uniform draws
+            for name, value in data.items() if name in ("n_examples", "n_inputs", "chain_length")}
+    return math.ceil(FORMATS[fmt].sequence_length(mean["n_examples"], mean["n_inputs"], mean["chain_length"]))
 
 
 def sequence_length(run: Run) -> int:

@@ -38,7 +38,8 @@ def analyse_model(model: torch.nn.Module, data_embedding: np.ndarray, rows: Rows
     of `<stem>.attention.npz`: maps (A, C, S) query attention maps, map (C, S) the figure's map,
     adjacency (C, S) bool, dag (A, C, M), cosines (d,).
     """
-    V, C, S = data_cfg.vocab_size, data_cfg.chain_length, data_cfg.n_inputs + data_cfg.chain_length - 1
+    V, C = data_cfg.vocab_size, data_cfg.largest("chain_length")  # parent attention needs one shape (plain cot)
+    S = data_cfg.largest("n_inputs") + C - 1
     embedding = model.tok_embeddings.weight.detach()[offset:offset + V].float().cpu().numpy()  # (V, D)
     sim, cosines = embedding_similarity(data_embedding, embedding)
     row = {"embed_sim": sim, **{f"embed_cos_{i}": float(c) for i, c in enumerate(cosines)}}

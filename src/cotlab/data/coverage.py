@@ -24,22 +24,24 @@ import math
 import numpy as np
 
 from cotlab.config import ConfigError
-from cotlab.data.generate import Rows
+from cotlab.data.generate import ABSENT, Rows
 from cotlab.data.store import Dataset, open_dataset
 
 MAJORITY_COUNT_CELLS = 1 << 22  # rows x V counts per piece in in_context_majority (32 MB of int64)
 
 
 def token_coverage(rows: Rows, n_usable: int) -> dict[str, float]:
-    """{"cov_chain", "cov_ans"}: shares of the V_eff usable ids that occur as a chain token / answer."""
-    return {"cov_chain": np.unique(rows.chain).size / n_usable,
-            "cov_ans": np.unique(rows.chain[:, :, -1]).size / n_usable}
+    """{"cov_chain", "cov_ans"}: shares of the V_eff usable ids that occur as a chain token / answer
+    (the padding of mixed-shape rows excluded)."""
+    answers = rows.chain[:, :, -1]
+    return {"cov_chain": np.unique(rows.chain[rows.chain != ABSENT]).size / n_usable,
+            "cov_ans": np.unique(answers[answers != ABSENT]).size / n_usable}
 
 
 def in_context_majority(rows: Rows) -> np.ndarray:
     """(n,) int64: per row, the most frequent answer among the K-1 demos, ties to the smallest id;
     -1 when K = 1 (no demos)."""
-    answers = rows.chain[:, :-1, -1].astype(np.int64)  # (n, K-1) demo answers
+    answers = rows.chain[:, :-1, -1].astype(np.int64)  # (n, K-1) demo answers (ABSENT: no such demo)
     n, demos = answers.shape
     if demos == 0:
         return np.full(n, -1, np.int64)
@@ -49,9 +51,9 @@ def in_context_majority(rows: Rows) -> np.ndarray:
     for a in range(0, n, step):
         piece = answers[a:a + step]  # (b, K-1)
         b = len(piece)
-        keys = (np.arange(b)[:, None] * width + piece).ravel()
-        counts = np.bincount(keys, minlength=b * width).reshape(b, width)  # (b, width)
-        predictions[a:a + b] = counts.argmax(axis=1)  # argmax ties -> smallest id
+        keys = (np.arange(b)[:, None] * width + np.maximum(piece, 0)).ravel()
+        counts = np.bincount(keys, weights=(piece >= 0).ravel(), minlength=b * width).reshape(b, width)
+        predictions[a:a + b] = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1), -1)  # ties -> smallest id
     return predictions
 
 
@@ -66,21 +68,23 @@ def coverage_report(dataset: Dataset, n: int | None = None) -> dict[str, object]
     query_counts = np.zeros(V_eff, np.int64)
     in_context_hits = 0
     unique_answers = 0.0
+    n_examples = 0
     start = 0
     for rows_in_shard in dataset.shard_rows:
         stop = min(start + rows_in_shard, n)
         if start >= stop:
             break
         rows = dataset.read(start, stop)
-        chain_seen[np.unique(rows.chain)] = True
-        answers = rows.chain[:, :, -1]  # (b, K)
-        answer_counts += np.bincount(answers.ravel(), minlength=V_eff)
+        chain_seen[np.unique(rows.chain[rows.chain != ABSENT])] = True
+        answers = rows.chain[:, :, -1]  # (b, K), ABSENT where a mixed-shape row has fewer examples
+        answer_counts += np.bincount(answers[answers != ABSENT], minlength=V_eff)
         query_counts += np.bincount(answers[:, -1], minlength=V_eff)
         in_context_hits += int((in_context_majority(rows) == answers[:, -1]).sum())
-        ordered = np.sort(answers, axis=1)
-        unique_answers += float((1 + (np.diff(ordered, axis=1) != 0).sum(axis=1)).sum())
+        ordered = np.sort(answers, axis=1)  # ABSENT sorts first and counts as one value
+        unique_answers += float((1 + (np.diff(ordered, axis=1) != 0).sum(axis=1) - (ordered[:, 0] == ABSENT)).sum())
+        n_examples += int((answers != ABSENT).sum())
         start = stop
-    K = dataset.config.n_examples
+    K = dataset.config.largest("n_examples")
     shares = answer_counts[answer_counts > 0] / answer_counts.sum()
     return {
         "path": str(dataset.path),
@@ -94,7 +98,7 @@ def coverage_report(dataset: Dataset, n: int | None = None) -> dict[str, object]
         "majority_answer": int(query_counts.argmax()),
         "majority_answer_baseline": float(query_counts.max() / n),
         "in_context_majority_baseline": in_context_hits / n if K > 1 else None,
-        "unique_answer_ratio": unique_answers / (n * K),
+        "unique_answer_ratio": unique_answers / n_examples,
     }
 
 

@@ -8,8 +8,10 @@ A split is a pure function of (DataConfig, split): row i comes from block i // 1
 come from its own stream ``PCG64(SeedSequence(split_seed, spawn_key=(1, split_code, block)))``
 (docs/data.md ("Seeds and random streams")). So any range of rows can be computed alone, in any
 chunking, by any number of worker processes, and the first n rows do not depend on the split
-size. cotlab supports one fixed (N, M, C, K) per dataset, so no stream draws a per-sequence shape
-(paper 2's draws from choice tuples, not supported yet: docs/reproduce.md ("Paper 2")).
+size. With per-sequence shapes (paper 2: a shape field of the config is a list of choices), each
+row's (N, M, C, K) comes from its block's own shape stream (spawn_key (5, split_code, block)) and
+the rows of each shape from that shape's stream (spawn_key (1, split_code, block, shape index));
+a single shape draws exactly as before, so its datasets are unchanged (`draw_shapes`).
 
 Chain tokens are computed B sequences x K examples at a time with a loop over the C steps only
 (docs/data.md ("The data-generating process")), in float64 (the canonical precision). On the CPU
@@ -37,11 +39,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from cotlab.config import ConfigError, DataConfig, fail
+from cotlab.config import SHAPE_FIELDS, ConfigError, DataConfig, fail
 
 # Rows per random-stream block (docs/data.md, "Seeds and random streams"); every block draws at full size.
 BLOCK_SIZE = 1024
 SPLIT_CODES = {"train": 0, "eval": 1}
+SHAPE_KEY = 5  # spawn_key (5, split_code, block) of the per-sequence shapes (docs/data.md, "Seeds and random streams")
+ABSENT = -1  # the value of padded entries of mixed-shape rows (no token has it)
 CPU_LOGITS_BYTES = 4 << 20  # a CPU tile's (B, K, V_eff) float64 logits stay cache-sized
 CPU_MAX_TILE = 64  # larger tiles gain nothing and make small chunks recompute more
 GPU_LOGITS_BYTES = 512 << 20
@@ -60,6 +64,12 @@ class Rows:
     answer of example k at chain[:, k, C-1]; dag (n, C, M) int32 node ids, ascending per step
     (node j < N is x_{j+1}, node N+c-1 is y_c); h_ids (n, C) int32 pool entry per step, or None for
     fresh processors; cot_u (n, K) uint32 CoT coins, or None without special tokens.
+
+    Mixed shapes (`shape` (n, 4) int32 = each row's N, M, C, K; None when every row has the config's
+    one shape): the arrays take the largest N, M, C, K and hold ABSENT (cot_u: 0) where a row has
+    nothing. A row's K examples are the *last* K (the query is always example -1); its inputs the
+    first N; its chain y_1..y_{C-1} the first C-1 columns and y_C the last (the answer is always
+    chain[:, :, -1]); dag and h_ids the first C steps and the first M parents (`present_masks`).
     """
 
     seq_idx: np.ndarray
@@ -68,6 +78,7 @@ class Rows:
     dag: np.ndarray
     h_ids: np.ndarray | None = None
     cot_u: np.ndarray | None = None
+    shape: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.seq_idx)
@@ -76,6 +87,13 @@ class Rows:
         """The rows selected by a slice, an integer index array or a boolean mask."""
         columns = (getattr(self, f.name) for f in fields(self))
         return Rows(*(None if column is None else column[index] for column in columns))
+
+    def shapes(self) -> np.ndarray:
+        """(n, 4) int64 N, M, C, K of every row (from the arrays when all rows share one shape)."""
+        if self.shape is not None:
+            return self.shape.astype(np.int64)
+        _, K, N = self.inputs.shape
+        return np.broadcast_to(np.array([N, self.dag.shape[2], self.chain.shape[2], K]), (len(self), 4))
 
     @staticmethod
     def concat(parts: list[Rows]) -> Rows:
@@ -126,8 +144,8 @@ def dag_from_keys(keys: np.ndarray, n_parents: int) -> np.ndarray:
 def global_objects(cfg: DataConfig) -> Globals:
     """E, the H pool and the fixed DAG from the base seed: spawn keys (0, 0..2) of docs/data.md
     ("Seeds and random streams")."""
-    V, d, N, M, C, L = (cfg.vocab_size, cfg.n_dims, cfg.n_inputs, cfg.n_parents,
-                        cfg.chain_length, cfg.h_num_layers)
+    V, d, N, M, L = cfg.vocab_size, cfg.n_dims, cfg.n_inputs, cfg.n_parents, cfg.h_num_layers
+    C = cfg.largest("chain_length")  # a per_sequence pool entry serves every chain length (first C)
     embedding = cfg.data_init_range * stream(cfg.seed, 0, 0).standard_normal((V, d))  # (V, d)
     h_pool = None
     if cfg.pool_size is not None:
@@ -393,14 +411,16 @@ def _normal_rows(rng: np.random.Generator, row_shape: tuple[int, ...], lo: int, 
     return kept
 
 
-def draw_rows(cfg: DataConfig, split: str, block: int, lo: int, hi: int, glob: Globals) -> Draws:
+def draw_rows(cfg: DataConfig, split: str, block: int, lo: int, hi: int, glob: Globals,
+              shape_key: tuple[int, ...] = ()) -> Draws:
     """Rows [lo, hi) of block `block` of `split`, in the draw order of the block's stream (docs/data.md
     ("Seeds and random streams")): DAG keys, token processors (fresh weights or pool indices),
-    inputs, CoT coins (special tokens only)."""
+    inputs, CoT coins (special tokens only). `cfg` has one shape; `shape_key` (N, M, C, K) extends
+    the stream's spawn key for one shape of a mixed-shape config."""
     N, M, C, K, L, d = (cfg.n_inputs, cfg.n_parents, cfg.chain_length, cfg.n_examples,
                         cfg.h_num_layers, cfg.n_dims)
     n = hi - lo
-    rng = stream(cfg.split_seed(split), 1, SPLIT_CODES[split], block)
+    rng = stream(cfg.split_seed(split), 1, SPLIT_CODES[split], block, *shape_key)
     if glob.fixed_dag is None:
         dag = dag_from_keys(rng.random((BLOCK_SIZE, C, N + C - 1))[lo:hi], M)  # (n, C, M)
     else:
@@ -410,7 +430,7 @@ def draw_rows(cfg: DataConfig, split: str, block: int, lo: int, hi: int, glob: G
         weights = _normal_rows(rng, (C, L, d, d), lo, hi)  # (n, C, L, d, d)
     elif cfg.h_pool_mode == "per_sequence":  # v1: an entry is a list of C processors
         entry = rng.integers(0, cfg.pool_size, BLOCK_SIZE)[lo:hi]  # (n,)
-        weights = glob.h_pool[entry]  # (n, C, L, d, d)
+        weights = glob.h_pool[entry][:, :C]  # (n, C, L, d, d); a mixed-shape pool holds the largest C
         h_ids = np.repeat(entry[:, None], C, axis=1).astype(np.int32)
     else:  # v2: every step draws its own single processor
         h_ids = rng.integers(0, cfg.pool_size, (BLOCK_SIZE, C))[lo:hi].astype(np.int32)  # (n, C)
@@ -424,8 +444,82 @@ def draw_rows(cfg: DataConfig, split: str, block: int, lo: int, hi: int, glob: G
     return Draws(rows, weights)
 
 
+def draw_shapes(cfg: DataConfig, split: str, block: int) -> np.ndarray:
+    """The (N, M, C, K) of every row of a block of a mixed-shape config: (BLOCK_SIZE, 4) int32.
+
+    Each field is drawn uniformly from its choices, in the order N, M, C, K (one BLOCK_SIZE draw
+    each, single choices included), from the block's shape stream; then M = min(M, N).
+    """
+    rng = stream(cfg.split_seed(split), SHAPE_KEY, SPLIT_CODES[split], block)
+    N, M, C, K = (np.asarray(cfg.choices(name))[rng.integers(0, len(cfg.choices(name)), BLOCK_SIZE)]
+                  for name in SHAPE_FIELDS)
+    return np.stack([N, np.minimum(M, N), C, K], axis=1).astype(np.int32)
+
+
+def present_masks(shape: np.ndarray, K: int, N: int, M: int, C: int) -> dict[str, np.ndarray]:
+    """Where each row's own entries lie in padded arrays (the layout of `Rows`), from its (N, M, C, K).
+
+    shape (n, 4) -> examples (n, K), inputs (n, K, N), chain (n, K, C), steps (n, C) (dag rows and
+    h_ids), dag (n, C, M) bool. Boolean indexing with a mask lists a row's entries in C order, which
+    is the order of the row's own (K_i, N_i)-style arrays.
+    """
+    n_inputs, n_parents, chain_length, n_examples = (shape[:, i, None] for i in range(4))  # (n, 1) each
+    examples = np.arange(K) >= K - n_examples  # (n, K): the last K_i
+    column = np.arange(C)
+    chain_column = (column < chain_length - 1) | (column == C - 1)  # (n, C): y_1..y_{C_i-1}, then y_C last
+    steps = column < chain_length  # (n, C)
+    return {"examples": examples,
+            "inputs": examples[:, :, None] & (np.arange(N) < n_inputs)[:, None, :],
+            "chain": examples[:, :, None] & chain_column[:, None, :],
+            "steps": steps,
+            "dag": steps[:, :, None] & (np.arange(M) < n_parents)[:, None, :]}
+
+
+def _mixed_block(cfg: DataConfig, split: str, block: int, glob: Globals) -> Rows:
+    """All BLOCK_SIZE rows of a block of a mixed-shape config, computed on the CPU and padded (`Rows`).
+
+    The rows of each shape come from that shape's own draws of the whole block (spawn key extended by
+    (N, M, C, K)), of which the block's rows of that shape are kept: every shape costs one block of
+    draws, and whole blocks make the tokens independent of the chunking.
+    """
+    shape = draw_shapes(cfg, split, block)  # (BLOCK_SIZE, 4)
+    K, N, M, C = (cfg.largest(name) for name in ("n_examples", "n_inputs", "n_parents", "chain_length"))
+    rows = _padded_rows(cfg, BLOCK_SIZE, shape)
+    rows.seq_idx[:] = np.arange(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE)
+    for values in np.unique(shape, axis=0):
+        n_inputs, n_parents, chain_length, n_examples = (int(v) for v in values)
+        one = cfg.model_copy(update={"n_inputs": n_inputs, "n_parents": n_parents,
+                                     "chain_length": chain_length, "n_examples": n_examples})
+        which = np.flatnonzero((shape == values).all(axis=1))
+        draws = draw_rows(one, split, block, 0, BLOCK_SIZE, glob, shape_key=tuple(int(v) for v in values))
+        part = Draws(draws.rows.take(which), draws.weights[which])
+        _compute_cpu(one, part, glob)
+        first = K - n_examples  # the row's examples are the last n_examples
+        rows.inputs[which, first:, :n_inputs] = part.rows.inputs
+        rows.chain[which, first:, :chain_length - 1] = part.rows.chain[:, :, :-1]
+        rows.chain[which, first:, -1] = part.rows.chain[:, :, -1]
+        rows.dag[which, :chain_length, :n_parents] = part.rows.dag
+        if rows.h_ids is not None:
+            rows.h_ids[which, :chain_length] = part.rows.h_ids
+        if rows.cot_u is not None:
+            rows.cot_u[which, first:] = part.rows.cot_u
+    return rows
+
+
+def _padded_rows(cfg: DataConfig, n: int, shape: np.ndarray) -> Rows:
+    """n rows of a mixed-shape config, every entry ABSENT (cot_u 0), with the given (n, 4) shapes."""
+    K, N, M, C = (cfg.largest(name) for name in ("n_examples", "n_inputs", "n_parents", "chain_length"))
+    return Rows(np.zeros(n, np.int64), np.full((n, K, N), ABSENT, np.int32), np.full((n, K, C), ABSENT, np.int32),
+                np.full((n, C, M), ABSENT, np.int32),
+                None if cfg.pool_size is None else np.full((n, C), ABSENT, np.int32),
+                np.zeros((n, K), np.uint32) if cfg.special_tokens else None, shape.astype(np.int32))
+
+
 def tile_rows(cfg: DataConfig, device: str) -> int:
-    """Sequences per compute tile: the (B, K, V_eff) float64 logits stay within the device budget."""
+    """Sequences per compute tile: the (B, K, V_eff) float64 logits stay within the device budget.
+    Mixed shapes are computed a whole block at a time (`_mixed_block`)."""
+    if cfg.mixed_shapes:
+        return BLOCK_SIZE
     if device == "cpu":
         return int(np.clip(CPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, CPU_MAX_TILE))
     return int(np.clip(GPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, BLOCK_SIZE))
@@ -462,6 +556,8 @@ def _task(cfg_json: str, split: str, block: int, lo: int, hi: int, compute: bool
     (compute=True, returns Rows) or only drawn (returns Draws for a GPU in the parent process)."""
     cfg = DataConfig.model_validate_json(cfg_json)
     glob = _cached_globals(cfg_json)
+    if cfg.mixed_shapes:  # always on the CPU: each shape's few rows are small matmuls
+        return _mixed_block(cfg, split, block, glob).take(slice(lo, hi))
     draws = draw_rows(cfg, split, block, lo, hi, glob)
     if not compute:
         return draws
@@ -570,6 +666,8 @@ def generate_rows(cfg: DataConfig, split: str, start: int, stop: int, *, chunk_s
 
 def empty_rows(cfg: DataConfig) -> Rows:
     """Zero rows with the shapes and optional columns of `cfg`."""
+    if cfg.mixed_shapes:
+        return _padded_rows(cfg, 0, np.zeros((0, 4), np.int32))
     K, N, C, M = cfg.n_examples, cfg.n_inputs, cfg.chain_length, cfg.n_parents
     return Rows(np.zeros(0, np.int64), np.zeros((0, K, N), np.int32), np.zeros((0, K, C), np.int32),
                 np.zeros((0, C, M), np.int32), None if cfg.pool_size is None else np.zeros((0, C), np.int32),

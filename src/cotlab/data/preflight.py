@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from cotlab.config import ConfigError, DataConfig, clip, data_id, short
+from cotlab.config import SHAPE_FIELDS, ConfigError, DataConfig, clip, data_id, short
 from cotlab.data.generate import BLOCK_SIZE, tile_rows
 from cotlab.atomic import existing_parent
 from cotlab.data.store import ROWS_PER_SHARD, cotlab_manifest
@@ -47,16 +47,20 @@ def check_replaces_only_itself(out: Path, cfg: DataConfig, split: str) -> None:
 
 
 def _pool_floats(cfg: DataConfig) -> int:
-    entry = (cfg.chain_length if cfg.h_pool_mode == "per_sequence" else 1) * cfg.h_num_layers * cfg.n_dims**2
+    entry = (cfg.largest("chain_length") if cfg.h_pool_mode == "per_sequence" else 1) * cfg.h_num_layers * cfg.n_dims**2
     return (cfg.pool_size or 0) * entry
 
 
 def memory_terms(cfg: DataConfig, chunk_size: int, workers: int) -> dict[str, int]:
     """Estimated bytes held at once, by what holds them (see the module docstring)."""
-    V, d, N, M, C, K, L = (cfg.vocab_size, cfg.n_dims, cfg.n_inputs, cfg.n_parents, cfg.chain_length,
-                           cfg.n_examples, cfg.h_num_layers)
-    task = 8 * (BLOCK_SIZE * (C * (N + C - 1) + K * N) + min(chunk_size, BLOCK_SIZE) * C * L * d * d
-                + tile_rows(cfg, "cpu") * K * M * d)
+    V, d, L = cfg.vocab_size, cfg.n_dims, cfg.h_num_layers
+    N, M, C, K = (cfg.largest(name) for name in SHAPE_FIELDS)
+    if cfg.mixed_shapes:  # every shape draws a whole block (generate._mixed_block)
+        shapes = math.prod(len(cfg.choices(name)) for name in SHAPE_FIELDS)
+        task = 8 * shapes * BLOCK_SIZE * (C * (N + C - 1) + K * N + C * L * d * d + K * M * d)
+    else:
+        task = 8 * (BLOCK_SIZE * (C * (N + C - 1) + K * N) + min(chunk_size, BLOCK_SIZE) * C * L * d * d
+                    + tile_rows(cfg, "cpu") * K * M * d)
     row = 4 * (K * (N + C + 1) + C * (M + 1) + 4) + 8
     return {"E (vocab_size x n_dims)": (workers + 1) * 8 * V * d,
             "the H pool (num_unique_h, chain_length, h_num_layers, n_dims)": (workers + 1) * 8 * _pool_floats(cfg),
@@ -67,7 +71,7 @@ def memory_terms(cfg: DataConfig, chunk_size: int, workers: int) -> dict[str, in
 
 def disk_lower_bound(cfg: DataConfig) -> int:
     """Bytes the split needs at least on disk (see the module docstring)."""
-    tokens = cfg.n_sequences * cfg.n_examples * cfg.n_inputs * math.log2(cfg.n_usable) / 8
+    tokens = cfg.n_sequences * min(cfg.choices("n_examples")) * min(cfg.choices("n_inputs")) * math.log2(cfg.n_usable) / 8
     return int(tokens) + 8 * (cfg.vocab_size * cfg.n_dims + _pool_floats(cfg))
 
 

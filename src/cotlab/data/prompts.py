@@ -11,7 +11,8 @@ Formats:
   examples ⟨is⟩ x ⟨ie⟩ [⟨ts⟩ y_1..y_{C-1} ⟨te⟩] ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩, the bracketed think span present
   in CoT examples only; hybrid draws each example's form from its stored coin `cot_u` and the
   CoT-Recipe, evaluated at the row's slot in a keyed permutation of the split (`recipe_slot`).
-  Rows differ in length, so batches are left-padded with the pad id.
+  Rows differ in length, so batches are left-padded with the pad id. Mixed-shape rows (paper 2's
+  per-sequence N, M, C, K) are rendered the same way: their padded entries are simply not kept.
 
 Every format is rendered from the full CoT layout and a boolean keep-mask, then packed: standard
 examples and dropped demonstrations simply lose their think span.
@@ -21,15 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cotlab.config import ConfigError, DataConfig, fail
+from cotlab.data.generate import Rows, present_masks
 from cotlab.formats import PromptConfig, RecipeConfig
-
-if TYPE_CHECKING:
-    from cotlab.data.generate import Rows
 
 IGNORE = -100  # label / target value that the loss and the scorer skip
 DROP_KEY = 2  # spawn_key (2, seq_idx) of drop_strategy=random (0 = global objects, 1 = row blocks)
@@ -122,7 +120,7 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int, seed: int) -
     """
     shape = rows.inputs.shape[:2]
     if not prompt_cfg.spec.mixed:
-        return np.full(shape, prompt_cfg.spec.with_cot)
+        return np.full(shape, prompt_cfg.spec.with_cot) & _present_examples(rows)
     if rows.cot_u is None:
         raise ConfigError(f"format={prompt_cfg.format!r}: rows carry no cot_u coins "
                           "(generate the data with special_tokens=true)")
@@ -130,7 +128,7 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int, seed: int) -
         fail("n_rows", n_rows, f"must exceed every seq_idx (max {int(rows.seq_idx.max())})")
     r = recipe_probability(recipe_slot(rows.seq_idx, n_rows, seed), n_rows, prompt_cfg.recipe)  # (B,)
     threshold = np.minimum(2.0**32, np.floor(r * 2.0**32))  # exact in float64
-    return rows.cot_u.astype(np.float64) < threshold[:, None]
+    return (rows.cot_u.astype(np.float64) < threshold[:, None]) & _present_examples(rows)
 
 
 def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_rows: int) -> TrainBatch:
@@ -154,6 +152,7 @@ def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_r
     labels = ids.copy()
     labels[:, :, : N + 2] = IGNORE  # ⟨is⟩ x ⟨ie⟩ is context; from ⟨ts⟩/⟨as⟩ on everything is a target
     keep = _keep_spans(~cot_examples(rows, prompt_cfg, n_rows, data_cfg.seed), N, rows.chain.shape[2])  # (B, K, L)
+    keep &= _present_layout(rows)
 
     bos = np.full((B, 1), special["bos"], np.int64)
     ids = np.concatenate([bos, ids.reshape(B, K * L)], axis=1)  # (B, 1 + K*L); ⟨bos⟩ labels itself
@@ -196,7 +195,8 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
     L = examples.shape[2]
     cot = cot_examples(rows, prompt_cfg, n_rows, data_cfg.seed)  # (B, K)
     drop = _dropped_demos(rows, cot[:, : K - 1], prompt_cfg, eval_seed)  # (B, K-1)
-    demo_keep = _keep_spans(~cot[:, : K - 1] | drop, N, C)  # (B, K-1, L)
+    present = _present_layout(rows)  # (B, K, L)
+    demo_keep = _keep_spans(~cot[:, : K - 1] | drop, N, C) & present[:, : K - 1]  # (B, K-1, L)
 
     forced = {"think": "think_start", "answer": "answer_start", None: "pad"}[prompt_cfg.force]  # pad: not kept
     prompt = np.concatenate([
@@ -206,7 +206,7 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
         np.full((B, 1), special[forced], np.int64),
     ], axis=1)  # (B, 1 + (K-1)*L + N + 3)
     prompt_keep = np.concatenate([
-        np.ones((B, 1), bool), demo_keep.reshape(B, (K - 1) * L), np.ones((B, N + 2), bool),
+        np.ones((B, 1), bool), demo_keep.reshape(B, (K - 1) * L), present[:, K - 1, : N + 2],
         np.full((B, 1), prompt_cfg.force is not None),
     ], axis=1)
     prompt_ids, prompt_mask = _pack(prompt, prompt_keep, special["pad"], left=True)
@@ -219,7 +219,7 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
         query_cot = np.zeros(B, bool)
     else:
         query_cot = cot[:, K - 1]
-    target_keep = _keep_spans(~query_cot[:, None], N, C)[:, 0, N + 2:]  # (B, C+5)
+    target_keep = _keep_spans(~query_cot[:, None], N, C)[:, 0, N + 2:] & present[:, K - 1, N + 2:]  # (B, C+5)
     if prompt_cfg.force is not None:  # drop the forced token from the target: the first kept one
         target_keep[np.arange(B), np.argmax(target_keep, axis=1)] = False
     target, target_mask = _pack(rest, target_keep, IGNORE, left=False)  # (B, Tt)
@@ -229,7 +229,7 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
 
 
 def _check_rows(rows: Rows, data_cfg: DataConfig) -> None:
-    K, N, C = data_cfg.n_examples, data_cfg.n_inputs, data_cfg.chain_length
+    K, N, C = (data_cfg.largest(name) for name in ("n_examples", "n_inputs", "chain_length"))
     if rows.inputs.shape[1:] != (K, N) or rows.chain.shape[1:] != (K, C):
         raise ConfigError(f"rows: inputs {rows.inputs.shape} / chain {rows.chain.shape} do not match "
                           f"the data config (n_examples={K}, n_inputs={N}, chain_length={C})")
@@ -259,6 +259,31 @@ def _special_examples(rows: Rows, special: dict[str, int]) -> np.ndarray:
         token("think_start"), rows.chain[:, :, :-1].astype(np.int64), token("think_end"),
         token("answer_start"), rows.chain[:, :, -1:].astype(np.int64), token("answer_end"), token("eos"),
     ], axis=2)
+
+
+def _present_examples(rows: Rows) -> np.ndarray:
+    """(B, K) bool: the examples a row has (mixed shapes: its last K_i; otherwise all)."""
+    B, K = rows.inputs.shape[:2]
+    if rows.shape is None:
+        return np.ones((B, K), bool)
+    return np.arange(K) >= K - rows.shape[:, 3:4]
+
+
+def _present_layout(rows: Rows) -> np.ndarray:
+    """(B, K, L) bool: the positions of the CoT layout (`_special_examples`) a row's own shape has.
+
+    All of them for rows of one shape; for mixed shapes the padded inputs and think tokens and whole
+    absent examples are dropped (the answer and the delimiters stay wherever the example exists).
+    """
+    B, K, N = rows.inputs.shape
+    C = rows.chain.shape[2]
+    keep = np.ones((B, K, N + C + 7), bool)
+    if rows.shape is None:
+        return keep
+    masks = present_masks(rows.shape, K, N, rows.dag.shape[2], C)
+    keep[:, :, 1: N + 1] = masks["inputs"]
+    keep[:, :, N + 3: N + C + 2] = masks["chain"][:, :, :-1]  # y_1..y_{C_i-1}; padding after them
+    return keep & masks["examples"][:, :, None]
 
 
 def _keep_spans(no_span: np.ndarray, n_inputs: int, chain_length: int) -> np.ndarray:
@@ -311,11 +336,13 @@ def _dropped_demos(rows: Rows, demo_cot: np.ndarray, prompt_cfg: PromptConfig, e
     elif prompt_cfg.drop_strategy == "last_k":
         rank = np.broadcast_to(np.arange(D)[::-1], (B, D))
     else:
-        rank = np.empty((B, D), np.int64)
+        rank = np.full((B, D), D, np.int64)
+        n_demos = _present_examples(rows)[:, :D].sum(axis=1)  # (B,) K_i - 1: a row's demos are its last ones
         for i, seq_idx in enumerate(rows.seq_idx):  # keyed by row, so independent of batching
+            own = int(n_demos[i])
             order = np.random.Generator(np.random.PCG64(
-                np.random.SeedSequence(eval_seed, spawn_key=(DROP_KEY, int(seq_idx))))).permutation(D)
-            rank[i, order] = np.arange(D)
+                np.random.SeedSequence(eval_seed, spawn_key=(DROP_KEY, int(seq_idx))))).permutation(own)
+            rank[i, D - own + order] = np.arange(own)
     rank = np.where(demo_cot, rank, D)  # standard demos have no span: rank them last
     chosen = np.argsort(rank, axis=1, kind="stable")[:, :k]  # (B, k)
     np.put_along_axis(drop, chosen, True, axis=1)

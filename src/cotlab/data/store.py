@@ -43,10 +43,10 @@ import pyarrow.parquet as pq
 
 import cotlab
 from cotlab.atomic import check_creatable, remove_stale_temps, replace_dir, write_atomic
-from cotlab.config import (GENERATOR_VERSION, ConfigError, DataConfig, build, data_id, read_json,
+from cotlab.config import (GENERATOR_VERSION, SHAPE_FIELDS, ConfigError, DataConfig, build, data_id, read_json,
                            clip, resolved_data, short)
-from cotlab.data.generate import (BLOCK_SIZE, Rows, check_run_options, empty_rows,
-                                  global_objects, iter_rows)
+from cotlab.data.generate import (ABSENT, BLOCK_SIZE, Rows, check_run_options, empty_rows,
+                                  global_objects, iter_rows, present_masks)
 
 FORMAT = "cotlab-data"
 SCHEMA_VERSION = 1
@@ -77,41 +77,63 @@ def arrow_schema(cfg: DataConfig) -> pa.Schema:
     return pa.schema([pa.field(name, kind, nullable=False) for name, kind in columns])
 
 
-def rows_to_table(rows: Rows, cfg: DataConfig) -> pa.Table:
-    """Rows -> Arrow table in the shard schema; every list is one row's array flattened C-order."""
-    n = len(rows)
+def _largest(cfg: DataConfig) -> tuple[int, int, int, int]:
+    """K, N, M, C of the padded arrays (the config's own values when it has one shape)."""
+    return tuple(cfg.largest(name) for name in ("n_examples", "n_inputs", "n_parents", "chain_length"))
 
-    def as_list(values: np.ndarray | None, kind: pa.DataType) -> pa.Array:
-        width = 0 if values is None else int(np.prod(values.shape[1:]))
-        flat = np.zeros(0, kind.to_pandas_dtype()) if values is None else values.reshape(-1)
-        offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width)
+
+def rows_to_table(rows: Rows, cfg: DataConfig) -> pa.Table:
+    """Rows -> Arrow table in the shard schema; every list is one row's own array flattened C-order
+    (mixed shapes: only its present entries, `present_masks`)."""
+    n = len(rows)
+    shapes = rows.shapes()  # (n, 4) N, M, C, K
+    masks = present_masks(shapes, *_largest(cfg)) if rows.shape is not None else {}
+
+    def as_list(values: np.ndarray | None, kind: pa.DataType, mask: str) -> pa.Array:
+        if values is None:
+            return pa.ListArray.from_arrays(pa.array(np.zeros(n + 1, np.int32)), pa.array([], kind))
+        present = masks.get(mask)
+        flat = values.reshape(-1) if present is None else values[present]
+        widths = np.full(n, int(np.prod(values.shape[1:]))) if present is None else present.reshape(n, -1).sum(axis=1)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(widths)]).astype(np.int32))
         return pa.ListArray.from_arrays(offsets, pa.array(flat, kind))
 
-    def constant(value: int) -> pa.Array:
-        return pa.array(np.full(n, value, np.int32))
-
-    arrays = [pa.array(rows.seq_idx, pa.int64()), constant(cfg.n_inputs), constant(cfg.n_parents),
-              constant(cfg.chain_length), constant(cfg.n_examples), as_list(rows.dag, pa.int32()),
-              as_list(rows.h_ids, pa.int32()), as_list(rows.inputs, pa.int32()),
-              as_list(rows.chain, pa.int32())]
+    arrays = [pa.array(rows.seq_idx, pa.int64()), *(pa.array(shapes[:, i].astype(np.int32)) for i in range(4)),
+              as_list(rows.dag, pa.int32(), "dag"), as_list(rows.h_ids, pa.int32(), "steps"),
+              as_list(rows.inputs, pa.int32(), "inputs"), as_list(rows.chain, pa.int32(), "chain")]
     if cfg.special_tokens:
-        arrays.append(as_list(rows.cot_u, pa.uint32()))
+        arrays.append(as_list(rows.cot_u, pa.uint32(), "examples"))
     return pa.Table.from_arrays(arrays, schema=arrow_schema(cfg))
 
 
 def table_to_rows(table: pa.Table, cfg: DataConfig) -> Rows:
-    """Arrow table in the shard schema -> Rows with (n, K, N)-style shapes (writable copies)."""
-    n, K, N, C, M = table.num_rows, cfg.n_examples, cfg.n_inputs, cfg.chain_length, cfg.n_parents
+    """Arrow table in the shard schema -> Rows with (n, K, N)-style shapes (writable copies); mixed
+    shapes are padded to the largest (`Rows`)."""
+    n = table.num_rows
+    K, N, M, C = _largest(cfg)
 
     def values(name: str, *shape: int) -> np.ndarray:
         chunks = table.column(name).chunks
         flat = [np.asarray(chunk.flatten() if shape else chunk) for chunk in chunks]
-        return np.concatenate(flat).reshape(n, *shape) if flat else np.zeros((0, *shape), np.int32)
+        if not cfg.mixed_shapes or not shape:
+            return np.concatenate(flat).reshape(n, *shape) if flat else np.zeros((0, *shape), np.int32)
+        out = np.full((n, *shape), 0 if name == "cot_u" else ABSENT,
+                      np.uint32 if name == "cot_u" else np.int32)
+        out[masks[MASK_OF[name]]] = np.concatenate(flat) if flat else []
+        return out
 
+    shape = None
+    if cfg.mixed_shapes:
+        shape = np.stack([values(name) for name in SHAPE_FIELDS], axis=1).astype(np.int32)  # (n, 4)
+        masks = present_masks(shape, K, N, M, C)
     return Rows(seq_idx=values("seq_idx").astype(np.int64, copy=False),
                 inputs=values("inputs", K, N), chain=values("chain", K, C), dag=values("dag", C, M),
                 h_ids=None if cfg.pool_size is None else values("h_ids", C),
-                cot_u=values("cot_u", K) if cfg.special_tokens else None)
+                cot_u=values("cot_u", K) if cfg.special_tokens else None, shape=shape)
+
+
+MASK_OF = {"inputs": "inputs", "chain": "chain", "dag": "dag", "h_ids": "steps", "cot_u": "examples"}
+"""The `present_masks` entry of each list column."""
 
 
 def content_hash(table: pa.Table) -> str:
@@ -354,7 +376,7 @@ def open_dataset(path: str | Path, *, verify: bool = True, cache: bool = True) -
                            "(interrupted `cotlab generate`? rerun it)")
     manifest = read_json(manifest_path, DatasetError)
     cfg = _check_manifest(manifest, manifest_path)
-    C, L, d = cfg.chain_length, cfg.h_num_layers, cfg.n_dims
+    C, L, d = cfg.largest("chain_length"), cfg.h_num_layers, cfg.n_dims
     embedding = _load_npy(path / "embedding.npy", manifest["files"].get("embedding"), (cfg.vocab_size, d))
     h_pool = None
     if cfg.pool_size is not None:
