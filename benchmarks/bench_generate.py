@@ -19,7 +19,7 @@ its own row range, which is what `--workers P` does), nothing sent back to the p
 side. `--timing steady` (default) counts neither side's start-up: each process warms up (imports,
 kernels, caches) and the clock runs from the first process's start of work to the last one's end.
 `--timing cold` counts it on both: from before the processes start to the last result, with no
-warm-up. "1 core" is P=1, "all cores" P = --cores; the GPU row is cotlab in one process on the GPU
+warm-up. "1 core" is P=1, "all cores" P = --cores (when > 1); the GPU row is cotlab in one process on the GPU
 (draws on its CPU core) vs the reference with 8 processes. Default point: V=1024, d=10, N=M=4,
 C=2, K=40, leaky_relu. Peak RSS is measured in a child process that writes a whole split with
 `write_dataset` (ru_maxrss of that process).
@@ -188,8 +188,9 @@ def main() -> None:
           f"torch {torch.__version__}; {os.cpu_count()} CPU cores; 1 BLAS/torch thread per process")
     print(f"timing: {args.timing}: {counted}")
     # (name, key, reference processes, cotlab processes, cotlab sequences per process, device)
-    rows = [("1 core", "1_core", 1, 1, args.n_ours, "cpu"),
-            (f"{args.cores} cores", "all_cores", args.cores, args.cores, args.n_ours, "cpu")]
+    rows = [("1 core", "1_core", 1, 1, args.n_ours, "cpu")]
+    if args.cores > 1:
+        rows.append((f"{args.cores} cores", "all_cores", args.cores, args.cores, args.n_ours, "cpu"))
     if args.device == "cuda":
         rows.append((f"cuda ({torch.cuda.get_device_name()}) vs reference x8 processes", "gpu", 8, 1,
                      args.n_gpu, "cuda"))

@@ -16,7 +16,7 @@ warm-up, in alternating timed rounds so that both see the same machine load, on 
   memory (so the ratio slightly favours the reference).
 
 FLOPs per token = 6N + 12·L·H·Dh·T (docs/models.md); MFU = tokens/s · FLOPs/token / peak,
-reported on CUDA only (--peak-tflops, default 989 = H100/H200 SXM bf16 dense).
+against --peak-tflops (default 989 = H100/H200 SXM bf16 dense; on a CPU give its own peak).
 
     python benchmarks/bench_train.py --size smoke-tf8 --vocab 64 --batch 16 --seq 48   # CPU
     python benchmarks/bench_train.py --size tf4 --vocab 1024 --batch 64 --seq 240 --compile --json OUT.json   # GPU
@@ -150,12 +150,10 @@ def run(args: argparse.Namespace) -> dict:
                "precision": job.precision, "compile": args.compile, "params": n_params,
                "flops_per_token": flops_per_token, "ours_tokens_s": ours_tps, "reference_tokens_s": ref_tps,
                "ratio": ours_tps / ref_tps, "first_loss_ours": ours_loss, "first_loss_reference": ref_loss}
-    mfu = ""
-    if device.type == "cuda":
-        peak = args.peak_tflops * 1e12
-        figures["mfu"], figures["reference_mfu"] = ours_tps * flops_per_token / peak, ref_tps * flops_per_token / peak
-        mfu = (f", MFU {100 * figures['mfu']:.1f}% (reference {100 * figures['reference_mfu']:.1f}%) "
-               f"of {args.peak_tflops:g} TFLOP/s")
+    peak = args.peak_tflops * 1e12
+    figures["mfu"], figures["reference_mfu"] = ours_tps * flops_per_token / peak, ref_tps * flops_per_token / peak
+    mfu = (f", MFU {100 * figures['mfu']:.1f}% (reference {100 * figures['reference_mfu']:.1f}%) "
+           f"of {args.peak_tflops:g} TFLOP/s")
     print(f"ratio ours/reference: {ours_tps / ref_tps:.2f}x{mfu}")
     return figures
 
@@ -173,7 +171,7 @@ def main() -> int:
                         help="ours (`cotlab train`'s precision; auto: bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (compile: true)")
     parser.add_argument("--peak-tflops", type=float, default=989.0,
-                        help="accelerator peak for MFU (989 = H100/H200 SXM bf16 dense)")
+                        help="peak for MFU (default 989 = H100/H200 SXM bf16 dense)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads, both sides (default 1, `cotlab train`'s threads)")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
