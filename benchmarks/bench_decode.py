@@ -13,16 +13,18 @@ A check pass (untimed) reports how often the two agree on all C tokens, and how 
 logits are to HF's.
 
     python benchmarks/bench_decode.py --size smoke-tf8 --vocab 64 --batch 16 --seq 48   # CPU
-    python benchmarks/bench_decode.py --size tf4 --vocab 1024 --batch 64 --seq 240      # GPU
+    python benchmarks/bench_decode.py --size tf4 --vocab 1024 --batch 64 --seq 240 --json OUT.json   # GPU
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -52,6 +54,7 @@ def main() -> int:
     parser.add_argument("--fp32", action="store_true", help="decode ours in fp32 on CUDA too")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args()
     example = args.n_inputs + args.chain
     if args.seq % example:
@@ -129,6 +132,12 @@ def main() -> int:
     print(f"ratio ours/reference: {ours_pps / ref_pps:.2f}x")
     print(f"agreement on all {C} tokens: timed precision {agree_timed}/{n_prompts} prompts, "
           f"fp32 {agree_fp32}/{n_prompts}; max |logit difference| fp32 vs HF {max_logit_diff:.2e}")
+    if args.json:
+        figures = {"device": name, "params": model.num_params(), "batch": args.batch, "prompt_tokens": prompt_len,
+                   "new_tokens": C, "precision": "bf16" if bf16 else "fp32", "ours_prompts_s": ours_pps,
+                   "reference_prompts_s": ref_pps, "ratio": ours_pps / ref_pps, "agree_timed": agree_timed,
+                   "agree_fp32": agree_fp32, "n_prompts": n_prompts, "max_logit_diff_fp32": max_logit_diff}
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
 

@@ -1,8 +1,10 @@
 """Data generation speed and memory: cotlab's generator vs a reference-style per-sequence one.
 
-    python benchmarks/bench_generate.py                      # 1 core and all cores, RSS at 20k/200k rows
+    python benchmarks/bench_generate.py                      # steady state: 1 core and all cores, RSS at 20k/200k rows
+    python benchmarks/bench_generate.py --timing cold        # start-up (process start, imports) counted on both sides
     python benchmarks/bench_generate.py --large              # also peak RSS at 3.2M rows
-    python benchmarks/bench_generate.py --device cuda        # GPU vs the reference with 8 processes
+    python benchmarks/bench_generate.py --device cuda        # also the GPU vs the reference with 8 processes
+    python benchmarks/bench_generate.py --n-ref 8 --n-ours 512 --cores 1 --skip-rss --json OUT.json   # tiny
 
 The reference-style generator is written here in the way of the authors' v1 code
 (`core/data.py`, `core/dag.py`, `core/token_processor.py`): per sequence a fresh DAG from
@@ -11,10 +13,16 @@ then per example np.random inputs and a Python loop over the chain steps, one ex
 in torch float32, without torch.no_grad() (as in the authors' Dataset). It does not build prompt
 tensors, which the authors' code also does, so the ratio slightly favours the reference.
 
-Both sides run with one BLAS/torch thread per process: "1 core" is one process each, "all cores"
-is one process per core each (reference: independent processes, like DataLoader workers; cotlab:
---workers). Default point: V=1024, d=10, N=M=4, C=2, K=40, leaky_relu. Peak RSS is measured in a
-child process that writes a whole split with `write_dataset` (ru_maxrss of that process).
+Both sides run in the same harness: P spawned processes (one BLAS/torch thread each), each
+generating its own share of the sequences in-process (cotlab: `generate_rows(..., workers=1)` on
+its own row range, which is what `--workers P` does), nothing sent back to the parent on either
+side. `--timing steady` (default) counts neither side's start-up: each process warms up (imports,
+kernels, caches) and the clock runs from the first process's start of work to the last one's end.
+`--timing cold` counts it on both: from before the processes start to the last result, with no
+warm-up. "1 core" is P=1, "all cores" P = --cores (when > 1); the GPU row is cotlab in one process on the GPU
+(draws on its CPU core) vs the reference with 8 processes. Default point: V=1024, d=10, N=M=4,
+C=2, K=40, leaky_relu. Peak RSS is measured in a child process that writes a whole split with
+`write_dataset` (ru_maxrss of that process).
 """
 
 from __future__ import annotations
@@ -25,12 +33,14 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"  # before numpy/torch load: one thread per process on both sides
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -96,31 +106,34 @@ def reference_generate(n_sequences: int, cfg: DataConfig, seed: int) -> list[dic
     return sequences
 
 
-def _reference_worker(args: tuple[int, DataConfig, int]) -> tuple[float, float]:
-    n, cfg, seed = args
-    reference_generate(2, cfg, seed)  # warm-up: torch kernels, allocator
-    start = time.perf_counter()
-    reference_generate(n, cfg, seed)
+def _work(side: str, n: int, share: int, cfg: DataConfig, device: str) -> None:
+    """Generate share number `share` of n sequences: the reference from seed `share`, cotlab rows
+    [share * n, (share + 1) * n)."""
+    if side == "reference":
+        reference_generate(n, cfg, share)
+    else:
+        generate_rows(cfg, "train", share * n, (share + 1) * n, device=device)
+
+
+def _worker(args: tuple[str, int, int, DataConfig, str, bool]) -> tuple[float, float]:
+    """One process's share -> (start, stop) of its timed work; warm=True: warm up first."""
+    side, n, share, cfg, device, warm = args
+    if warm:  # imports are done; this loads kernels, caches (cotlab's globals), the CUDA context
+        _work(side, 2 if side == "reference" else 64, share, cfg, device)
+    start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
+    _work(side, n, share, cfg, device)
     return start, time.perf_counter()
 
 
-def reference_rate(n: int, cfg: DataConfig, processes: int) -> float:
-    """Sequences/s of `processes` concurrent reference-style processes (start-up excluded)."""
-    if processes == 1:
-        start, stop = _reference_worker((n, cfg, 0))
-        return n / (stop - start)
-    per_process = max(1, n // processes)
+def rate(side: str, n: int, cfg: DataConfig, processes: int, timing: str, device: str = "cpu") -> float:
+    """Sequences/s of `processes` spawned processes generating `n` sequences each (same harness for both sides)."""
+    steady = timing == "steady"
+    started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        spans = pool.map(_reference_worker, [(per_process, cfg, seed) for seed in range(processes)])
-    return per_process * processes / (max(s[1] for s in spans) - min(s[0] for s in spans))
-
-
-def ours_rate(n: int, cfg: DataConfig, workers: int, device: str) -> float:
-    """Sequences/s of generate_rows (worker start-up included)."""
-    generate_rows(cfg, "train", 0, 64, device=device)  # warm-up (CUDA context, caches)
-    start = time.perf_counter()
-    generate_rows(cfg, "train", 0, n, workers=workers, device=device)
-    return n / (time.perf_counter() - start)
+        spans = pool.map(_worker, [(side, n, share, cfg, device, steady) for share in range(processes)])
+    if steady:
+        return n * processes / (max(s[1] for s in spans) - min(s[0] for s in spans))
+    return n * processes / (time.perf_counter() - started)
 
 
 # --- peak memory -----------------------------------------------------------------------------
@@ -144,42 +157,61 @@ def peak_rss(n: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-ref", type=int, default=300, help="sequences for the reference (default 300)")
-    parser.add_argument("--n-ours", type=int, default=20_000, help="sequences for cotlab (default 20000)")
+    parser.add_argument("--n-ref", type=int, default=300, help="sequences per reference process (default 300)")
+    parser.add_argument("--n-ours", type=int, default=20_000, help="sequences per cotlab process (default 20000)")
+    parser.add_argument("--n-gpu", type=int, default=500_000, help="sequences for cotlab on the GPU (default 500000)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1,
+                        help="processes per side for the all-cores row (default: all cores)")
+    parser.add_argument("--timing", default="steady", choices=["steady", "cold"],
+                        help="steady: start-up excluded on both sides; cold: included on both (default steady)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--large", action="store_true", help="also measure peak RSS at 3.2M rows")
     parser.add_argument("--skip-rss", action="store_true", help="skip the peak-RSS measurements")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     parser.add_argument("--rss-child", nargs=2, metavar=("N", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         peak_rss_child(int(args.rss_child[0]), args.rss_child[1])
         return
+    if min(args.n_ref, args.n_ours, args.n_gpu, args.cores) < 1:
+        parser.error("--n-ref, --n-ours, --n-gpu and --cores must be >= 1")
 
     import torch
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: CUDA is not available")
     cfg = DataConfig()
-    cores = os.cpu_count() or 1
+    counted = ("start-up excluded on both sides (steady state, after warm-up)" if args.timing == "steady"
+               else "start-up (process start, imports, first calls) included on both sides")
     print(f"point: V={cfg.vocab_size} d={cfg.n_dims} N={cfg.n_inputs} M={cfg.n_parents} "
           f"C={cfg.chain_length} K={cfg.n_examples} {cfg.activation}; numpy {np.__version__}, "
-          f"torch {torch.__version__}; {cores} CPU cores; 1 BLAS/torch thread per process")
-    rows = [("1 core", 1, 1, "cpu"), (f"{cores} cores", cores, cores, "cpu")]
+          f"torch {torch.__version__}; {os.cpu_count()} CPU cores; 1 BLAS/torch thread per process")
+    print(f"timing: {args.timing}: {counted}")
+    # (name, key, reference processes, cotlab processes, cotlab sequences per process, device)
+    rows = [("1 core", "1_core", 1, 1, args.n_ours, "cpu")]
+    if args.cores > 1:
+        rows.append((f"{args.cores} cores", "all_cores", args.cores, args.cores, args.n_ours, "cpu"))
     if args.device == "cuda":
-        if not torch.cuda.is_available():
-            sys.exit("--device cuda: CUDA is not available")
-        rows.append((f"cuda ({torch.cuda.get_device_name()}) vs reference x8 processes", 8,
-                     min(8, cores), "cuda"))
+        rows.append((f"cuda ({torch.cuda.get_device_name()}) vs reference x8 processes", "gpu", 8, 1,
+                     args.n_gpu, "cuda"))
+    figures: dict = {"timing": args.timing, "cores": args.cores, "settings": {}}
     print(f"{'setting':<58} {'reference seq/s':>15} {'cotlab seq/s':>13} {'ratio':>8}")
-    for name, ref_processes, workers, device in rows:
-        ref = reference_rate(args.n_ref * ref_processes, cfg, ref_processes)
-        ours = ours_rate(args.n_ours * (workers if device == "cpu" else 10), cfg, workers, device)
+    for name, key, ref_processes, processes, n, device in rows:
+        ref = rate("reference", args.n_ref, cfg, ref_processes, args.timing)
+        ours = rate("cotlab", n, cfg, processes, args.timing, device)
+        figures["settings"][key] = {"setting": name, "reference_seq_s": ref, "cotlab_seq_s": ours,
+                                    "ratio": ours / ref}
         print(f"{name:<58} {ref:>15.1f} {ours:>13.0f} {ours / ref:>7.0f}x", flush=True)
-    if args.skip_rss:
-        return
-    print("peak RSS of `write_dataset` (1 process, chunk 1024, shards of 65,536 rows):")
-    for n in (20_000, 200_000) + ((3_200_000,) if args.large else ()):
-        mib, seconds = peak_rss(n)
-        print(f"  n={n:>9,}: {mib:6.0f} MiB peak RSS, {seconds:7.1f} s "
-              f"({n / seconds:,.0f} seq/s incl. Parquet)", flush=True)
+    if not args.skip_rss:
+        print("peak RSS of `write_dataset` (1 process, chunk 1024, shards of 65,536 rows):")
+        figures["peak_rss_mib"] = {}
+        for n in (20_000, 200_000) + ((3_200_000,) if args.large else ()):
+            mib, seconds = peak_rss(n)
+            figures["peak_rss_mib"][str(n)] = mib
+            print(f"  n={n:>9,}: {mib:6.0f} MiB peak RSS, {seconds:7.1f} s "
+                  f"({n / seconds:,.0f} seq/s incl. Parquet)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

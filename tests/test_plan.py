@@ -1,7 +1,9 @@
-"""`cotlab plan`: the throughput model's budget and its table (docs/scales.md, "Budgets and `cotlab plan`")."""
+"""`cotlab plan`: the throughput model's budget and its table (docs/scales.md, "Budgets and `cotlab plan`"),
+assumed or measured (benchmarks/gpu_check.json)."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import yaml
 from conftest import STAGE1
 from cotlab.cli import main as cli
 from cotlab.jobs import workflow_jobs
-from cotlab.plan import plan_table, train_seconds
+from cotlab.plan import plan_table, read_gpu_throughput, train_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config"
@@ -32,7 +34,9 @@ def test_plan_matches_the_reduced_budget() -> None:
     assert paper[-1]["gpu_hours"] == pytest.approx(210, rel=0.1)
 
 
-def test_plan_cli_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_cli_prints_a_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # the assumed throughput, whether or not benchmarks/gpu_check.json exists
     assert cli(["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(CONFIG),
                 "--scale", "reduced", "--set", "experiments=[fig_vocab,fig_examples]"]) == 0
     out = capsys.readouterr().out
@@ -109,3 +113,78 @@ def test_every_paper_card_plans_within_an_hour_at_cpu_scale() -> None:
         else:
             assert row["cpu_minutes"] <= 60, row
     assert {run.replicate for run in jobs.runs.values()} == {0, 1}
+
+
+def gpu_card(tmp_path: Path) -> list[str]:
+    """A one-run card at the reduced scale (its overrides: n_train 256,000, n_eval 2,000, batch 64) in
+    tmp_path/config; the `cotlab plan` arguments that price it."""
+    config = tmp_path / "config"
+    (config / "experiments").mkdir(parents=True)
+    (config / "scales.yaml").write_text((CONFIG / "scales.yaml").read_text())
+    (config / "experiments" / "one.yaml").write_text(yaml.safe_dump({
+        "title": "t", "models": ["tf4"], "formats": ["standard"], "seeds": 1,
+        "base": {"data": {"vocab_size": 16, "n_inputs": 4, "n_parents": 2, "chain_length": 2, "n_examples": 16}}}))
+    return ["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(config), "--scale", "reduced",
+            "--set", "experiments=[one]"]
+
+
+def gpu_check_json(path: Path, mode: str = "gpu", **figures: float) -> Path:
+    """A gpu_check.json as benchmarks/gpu_check.sh writes it (the fields plan reads)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"mode": mode, "date": "2026-12-02", "device": "NVIDIA H200",
+                                "train_model": {"size": "tf4"},
+                                "figures": {"train_tokens_s": 100_000.0, "e2e_evaluate_prompt_tokens_s": 50_000.0,
+                                            **figures}}))
+    return path
+
+
+def test_plan_prices_gpu_hours_from_measured_throughput(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """T = 16·5 = 80 (standard), 256,000·80 = 20.48M tokens; B·T = 5,120 < 8,192: rate x0.8.
+    Measured (100k tokens/s): 20.48M / 80k · 1.15 + 30 = 324.4 s of training, and the evaluate job
+    2,000·(96 + 80) = 352,000 prompt tokens at 50k/s = 7.04 s: 331.44 s = 0.0921 h.
+    Assumed (344k tokens/s): 20.48M / 275.2k · 1.15 + 30 = 115.58 s = 0.0321 h, evaluate not counted."""
+    args = gpu_card(tmp_path)
+    gpu = read_gpu_throughput(gpu_check_json(tmp_path / "measured.json"))
+    rows, gpus = plan_table(["one"], "reduced", str(tmp_path / "config"), gpu=gpu)
+    assert gpus == 1 and rows[0]["train_tokens"] == 20_480_000
+    assert rows[0]["gpu_hours"] == pytest.approx(331.44 / 3600)
+    assumed, _ = plan_table(["one"], "reduced", str(tmp_path / "config"))
+    assert assumed[0]["gpu_hours"] == pytest.approx(115.5814 / 3600, rel=1e-6)
+
+    monkeypatch.chdir(tmp_path)  # no benchmarks/gpu_check.json here: assumed, and said so
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^one\s+2\s+1\s+1\s+0\s+1\s+20\.5\s+0\.03$", out, re.M), out
+    assert "GPU hours: assumed throughput (no benchmarks/gpu_check.json): TF-4 trains at 344,000 tokens/s" in out
+    assert "evaluate jobs not counted" in out
+    # the default file, once it exists, is read; --throughput names another one
+    for extra, path in (([], tmp_path / "benchmarks" / "gpu_check.json"), (["--throughput", "m.json"], tmp_path / "m.json")):
+        gpu_check_json(path)
+        assert cli([*args, *extra]) == 0
+        out = capsys.readouterr().out
+        assert re.search(r"^one\s+2\s+1\s+1\s+0\s+1\s+20\.5\s+0\.09$", out, re.M), out
+        shown = path.relative_to(tmp_path).as_posix() if not extra else "m.json"
+        assert (f"GPU hours: measured throughput ({shown}, NVIDIA H200, 2026-12-02): TF-4 trains at 100,000 "
+                "tokens/s, evaluates at 50,000 prompt tokens/s; training and evaluate jobs counted") in out
+        path.unlink()
+
+
+@pytest.mark.parametrize("content, error", [
+    ({"mode": "cpu-smoke"}, "bad.json: mode='cpu-smoke': must be gpu (a file written by `bash benchmarks/gpu_check.sh` "
+                            "on a GPU, not --cpu-smoke)"),
+    ({"figures": {"train_tokens_s": 0.0}}, "bad.json: figures.train_tokens_s=0.0: must be a positive number"),
+    ({"figures": {"e2e_evaluate_prompt_tokens_s": None}},
+     "bad.json: figures.e2e_evaluate_prompt_tokens_s=None: must be a positive number"),
+])
+def test_plan_refuses_a_bad_throughput_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str], content: dict, error: str) -> None:
+    args = gpu_card(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    figures = content.pop("figures", {})
+    gpu_check_json(tmp_path / "bad.json", **content, **figures)
+    assert cli([*args, "--throughput", "bad.json"]) == 2
+    assert capsys.readouterr().err == f"cotlab plan: error: {error}\n"
+    assert cli([*args, "--throughput", "missing.json"]) == 2
+    assert capsys.readouterr().err == ("cotlab plan: error: --throughput='missing.json': must be an existing file "
+                                       "(write it with `bash benchmarks/gpu_check.sh`)\n")

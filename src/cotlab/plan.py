@@ -7,13 +7,18 @@ before anything runs.
 One row per experiment, then a total in which jobs shared between experiments (the same run_id or
 data_id) count once.
 
-GPU scales use a throughput model measured on one H100 (bf16, compiled; docs/scales.md):
+GPU scales use a throughput model (docs/scales.md):
 
-    R = 344k tokens/s for TF-4, divided by L/4 (TF-8 172k, TF-12 115k), x0.8 when B*T < 8k tokens/step
+    R = TF-4 training tokens/s, divided by L/4 (TF-8 R/2, TF-12 R/3), x0.8 when B*T < 8k tokens/step
     run time = n_train * T / (R * G) * 1.15 (evals, analyses) + 30 s (compile)
 
 with T the run's sequence length and G its GPUs (DDP taken as linear). GPU hours are run time x G.
-The workflow takes twice this estimate as the SLURM time limit of a training job.
+R is measured when benchmarks/gpu_check.json (written by `bash benchmarks/gpu_check.sh` on the GPU;
+another path with --throughput) exists: its train_tokens_s, and then each run's `cotlab evaluate`
+job is counted too, on one GPU, at its e2e_evaluate_prompt_tokens_s (TF-4, divided by L/4 like R).
+Without that file R is assumed, 344k tokens/s (the prototype's, bf16 compiled on one H100), and
+evaluate jobs are not priced; the output says which. The workflow takes twice the training
+estimate as the SLURM time limit of a training job.
 
 A CPU scale (`cpu`) carries its own measured job speeds (`cpu_throughput` in config/scales.yaml,
 written by benchmarks/bench_cpu_scale.py): generate and coverage sequences/s, train tokens/s per
@@ -27,9 +32,11 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from cotlab.config import ConfigError, merge
+from cotlab.config import ConfigError, fail, merge, read_json
 from cotlab.card_schema import CpuThroughput
 from cotlab.cards import Run
 from cotlab.formats import FORMATS, evaluated_formats
@@ -41,6 +48,37 @@ SMALL_STEP_TOKENS = 8_192   # below this many tokens per step the GPU is under-u
 SMALL_STEP_FACTOR = 0.8
 OVERHEAD_FACTOR = 1.15      # in-loop evals and analyses
 STARTUP_S = 30.0            # torch.compile
+DEFAULT_THROUGHPUT = "benchmarks/gpu_check.json"
+
+
+@dataclass(frozen=True)
+class GpuThroughput:
+    """Measured TF-4 speeds on one GPU (`bash benchmarks/gpu_check.sh`): training tokens/s and
+    `cotlab evaluate` prompt tokens/s, with where and when they were measured."""
+
+    train_tokens_s: float
+    evaluate_tokens_s: float
+    device: str
+    date: str
+    path: str
+
+
+def read_gpu_throughput(path: str | Path) -> GpuThroughput:
+    """The figures of a gpu_check.json, or a one-line ConfigError naming what is missing or wrong."""
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("mode") != "gpu":
+        fail(f"{path}: mode", data.get("mode") if isinstance(data, dict) else data,
+             "must be gpu (a file written by `bash benchmarks/gpu_check.sh` on a GPU, not --cpu-smoke)")
+    size = (data.get("train_model") or {}).get("size")
+    if size != "tf4":
+        fail(f"{path}: train_model.size", size, "must be tf4 (the throughput model scales TF-4's speed)")
+    figures = data.get("figures") if isinstance(data.get("figures"), dict) else {}
+    for key in ("train_tokens_s", "e2e_evaluate_prompt_tokens_s"):
+        value = figures.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            fail(f"{path}: figures.{key}", value, "must be a positive number")
+    return GpuThroughput(float(figures["train_tokens_s"]), float(figures["e2e_evaluate_prompt_tokens_s"]),
+                         str(data.get("device", "?")), str(data.get("date", "?")), str(path))
 
 
 def format_length(data: dict[str, Any], fmt: str) -> int:
@@ -93,23 +131,35 @@ def cpu_job_seconds(jobs: Jobs, run_ids: set[str], splits: set[tuple[str, str, i
                   for r in runs))
 
 
-def train_seconds(run: Run, gpus: int, cpu: CpuThroughput | None = None) -> float:
+def depth_factor(run: Run) -> float:
+    """L/4: how many times slower than TF-4 a run's model is (card names tf4/tf8/tf12 carry the depth)."""
+    return int(run.model.removeprefix("tf")) / 4
+
+
+def train_seconds(run: Run, gpus: int, cpu: CpuThroughput | None = None, gpu: GpuThroughput | None = None) -> float:
     """Estimated wall time of one training run: on one CPU thread at the measured `cpu` speeds when
-    it has no GPU and they are given, else on `gpus` H100s (1 if 0: the model is a GPU model)."""
+    it has no GPU and they are given, else on `gpus` GPUs (1 if 0: the model is a GPU model) at the
+    measured `gpu` speed, or the assumed H100 one when none is given."""
     if gpus == 0 and cpu is not None:
         return cpu_train_seconds(run, cpu)
-    layers = int(run.model.removeprefix("tf"))  # card names tf4/tf8/tf12 carry the paper depth
-    rate = TF4_TOKENS_PER_S / (layers / 4)
+    rate = (TF4_TOKENS_PER_S if gpu is None else gpu.train_tokens_s) / depth_factor(run)
     if run.train["batch_size"] * sequence_length(run) < SMALL_STEP_TOKENS:
         rate *= SMALL_STEP_FACTOR
     return tokens(run) / (rate * max(gpus, 1)) * OVERHEAD_FACTOR + STARTUP_S
 
 
+def gpu_evaluate_seconds(run: Run, gpu: GpuThroughput) -> float:
+    """Wall time of a run's `cotlab evaluate` job on one GPU at the measured speed."""
+    return eval_prompt_tokens(run.data.data, run.train["n_eval"]) / (gpu.evaluate_tokens_s / depth_factor(run))
+
+
 def plan_table(experiments: list[str], scale: str, config_dir: str = "config", train_gpus: int | None = None,
-               seeds: int | None = None, cores: int = 2) -> tuple[list[dict[str, Any]], int]:
+               seeds: int | None = None, cores: int = 2, gpu: GpuThroughput | None = None
+               ) -> tuple[list[dict[str, Any]], int]:
     """Rows (experiment, generate, train, evaluate, coverage, aggregate, train_tokens, gpu_hours, and
     cpu_minutes on `cores` cores for a CPU scale that has measured throughput, else None), the last
-    one 'total', and the GPUs per training run (`train_gpus`, or the scale's when None)."""
+    one 'total', and the GPUs per training run (`train_gpus`, or the scale's when None). GPU hours
+    come from the measured `gpu` speeds (evaluate jobs included) when given, else the assumed ones."""
     jobs = workflow_jobs(experiments, scale, config_dir, seeds=seeds)
     gpus = jobs.resources["train"].gpus if train_gpus is None else train_gpus
     on_cpu = gpus == 0 and jobs.cpu_throughput is not None
@@ -122,10 +172,12 @@ def plan_table(experiments: list[str], scale: str, config_dir: str = "config", t
 
     def row(name: str, run_ids: set[str], splits: set, coverage: set, aggregates: int) -> dict[str, Any]:
         runs = [jobs.runs[r] for r in sorted(run_ids)]
-        seconds = sum(train_seconds(r, gpus) for r in runs)
+        gpu_seconds = sum(train_seconds(r, gpus, gpu=gpu) * gpus for r in runs)
+        if gpu is not None and gpus:
+            gpu_seconds += sum(gpu_evaluate_seconds(r, gpu) for r in runs)  # one GPU each
         return {"experiment": name, "generate": len(splits), "train": len(runs), "evaluate": len(runs),
                 "coverage": len(coverage), "aggregate": aggregates, "train_tokens": sum(tokens(r) for r in runs),
-                "gpu_hours": seconds * gpus / 3600,
+                "gpu_hours": gpu_seconds / 3600,
                 "cpu_minutes": cpu_job_seconds(jobs, run_ids, splits, coverage) / cores / 60 if on_cpu else None}
 
     rows = []
@@ -166,6 +218,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config key, e.g. experiments='[fig_vocab]' (YAML value; repeatable)")
     parser.add_argument("--scale", help="shorthand for --set scale=S")
     parser.add_argument("--config-dir", default="config", help="cards and scales.yaml (default: %(default)s)")
+    parser.add_argument("--throughput", metavar="JSON",
+                        help=f"measured GPU figures of `bash benchmarks/gpu_check.sh` (default: {DEFAULT_THROUGHPUT} "
+                             "if it exists, else the assumed throughput model)")
     parser.add_argument("--cores", type=int, default=2,
                         help="CPU cores the jobs of a CPU scale share, for its minutes (default: %(default)s)")
 
@@ -176,11 +231,23 @@ def main(args: argparse.Namespace) -> int:
         values["scale"] = args.scale
     if args.cores < 1:
         raise ConfigError(f"--cores={args.cores}: must be a positive integer")
+    if args.throughput is not None and not Path(args.throughput).is_file():
+        fail("--throughput", args.throughput, "must be an existing file (write it with `bash benchmarks/gpu_check.sh`)")
+    path = args.throughput or (DEFAULT_THROUGHPUT if Path(DEFAULT_THROUGHPUT).is_file() else None)
+    gpu = None if path is None else read_gpu_throughput(path)
     cfg = workflow_config(values, args.config_dir)
-    rows, gpus = plan_table(cfg.experiments, cfg.scale, args.config_dir, cfg.train_gpus, cfg.seeds, args.cores)
+    rows, gpus = plan_table(cfg.experiments, cfg.scale, args.config_dir, cfg.train_gpus, cfg.seeds, args.cores, gpu)
     where = f"{gpus} GPU(s) per training run" if gpus else "CPU (no GPU hours)"
     print(f"scale {cfg.scale}: {where}; shared jobs count once in the total")
     print(format_table(rows, args.cores))
+    if gpus and gpu is not None:
+        print(f"GPU hours: measured throughput ({gpu.path}, {gpu.device}, {gpu.date}): TF-4 trains at "
+              f"{gpu.train_tokens_s:,.0f} tokens/s, evaluates at {gpu.evaluate_tokens_s:,.0f} prompt tokens/s; "
+              "training and evaluate jobs counted")
+    elif gpus:
+        print(f"GPU hours: assumed throughput (no {DEFAULT_THROUGHPUT}): TF-4 trains at {TF4_TOKENS_PER_S:,.0f} "
+              "tokens/s on one H100 (docs/scales.md); training jobs only, evaluate jobs not counted; "
+              "measure with `bash benchmarks/gpu_check.sh`")
     if rows[-1]["cpu_minutes"] is not None:
         print(f"CPU minutes: every job's single-thread seconds at the scale's measured throughput, over {args.cores} "
               "cores (a lower bound of the wall time; docs/scales.md)")

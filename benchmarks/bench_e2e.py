@@ -1,0 +1,118 @@
+"""End to end: `cotlab train` and `cotlab evaluate` throughput on a small config, and bf16 vs fp32 loss agreement.
+
+One data point (cot format, N=4, M=2, C=2, K = --examples), generated once; then, in this process
+(imports done, so no process start-up is counted):
+
+- `cotlab train` in precision `auto` (bf16 on CUDA, fp32 on CPU; --compile sets `compile: true`):
+  tokens/s = tokens_seen / elapsed_s of its last metrics row, the figure its "done:" line prints
+  (the training loop with its evaluations and checkpoints, compile included);
+- `cotlab evaluate` of that run on --n-eval rows (both formats, the attention analysis): rows/s
+  and prompt tokens/s (`cotlab.plan.eval_prompt_tokens`, the unit `cotlab plan` prices evaluation
+  in), wall time of the command including loading the model and data;
+- the same training run in the other precision (fp32 if the first was bf16, else bf16, without
+  compile): the largest |difference| of eval_loss over the evaluations both runs record, absolute
+  and relative to the fp32 loss. Within --tolerance (relative, default 2%) the two agree.
+
+    python benchmarks/bench_e2e.py                                                       # CPU: smoke-tf8, V=64
+    python benchmarks/bench_e2e.py --size tf4 --vocab 1024 --examples 40 --rows 16384 --batch 64 \\
+        --n-eval 1024 --compile --json OUT.json                                          # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cotlab.cli import main as cotlab
+from cotlab.config import DataConfig
+from cotlab.data.store import write_dataset
+from cotlab.model_config import MODEL_SIZES
+from cotlab.plan import eval_prompt_tokens
+
+
+def train(root: Path, name: str, args: argparse.Namespace, precision: str, compile_model: bool) -> pd.DataFrame:
+    """One `cotlab train` run -> its metrics (one row per evaluation)."""
+    steps = args.rows // args.batch
+    sets = {"model": args.size, "batch_size": args.batch, "precision": precision,
+            "compile": str(compile_model).lower(), "threads": args.threads, "n_eval": args.n_eval_train,
+            "eval_every": max(1, steps // args.evals), "checkpoint_every": steps}
+    code = cotlab(["train", "--data", str(root / "train"), "--eval-data", str(root / "eval"),
+                   "--out", str(root / name), "--format", "cot", *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")]])
+    if code:
+        raise SystemExit(f"cotlab train ({name}) failed with exit code {code}")
+    return pd.read_parquet(root / name / "metrics.parquet")
+
+
+def run(args: argparse.Namespace) -> dict:
+    point = DataConfig(vocab_size=args.vocab, n_inputs=4, n_parents=2, chain_length=2, n_examples=args.examples)
+    on_gpu = torch.cuda.is_available()
+    main_precision, other = ("bf16", "fp32") if on_gpu else ("fp32", "bf16")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_dataset(root / "train", point.model_copy(update={"n_sequences": args.rows}), "train")
+        write_dataset(root / "eval", point.model_copy(update={"n_sequences": args.n_eval}), "eval")
+        metrics = train(root, "run", args, "auto", args.compile)
+        start = time.perf_counter()
+        code = cotlab(["evaluate", str(root / "run"), "--eval-data", str(root / "eval"),
+                       "--out", str(root / "scores.parquet"), "--n", str(args.n_eval)])
+        eval_s = time.perf_counter() - start
+        if code:
+            raise SystemExit(f"cotlab evaluate failed with exit code {code}")
+        check = train(root, "check", args, other, False)
+    last = metrics.iloc[-1]
+    train_tps = float(last["tokens_seen"] / last["elapsed_s"])
+    losses = {main_precision: metrics.set_index("step")["eval_loss"], other: check.set_index("step")["eval_loss"]}
+    diff = (losses["bf16"] - losses["fp32"]).dropna().abs()  # the steps both runs evaluated
+    rel = float((diff / losses["fp32"].loc[diff.index]).max())
+    name = torch.cuda.get_device_name() if on_gpu else "cpu"
+    print(f"device {name}, torch {torch.__version__}; {args.size}, V={args.vocab}, K={args.examples} "
+          f"(T={args.examples * 6}), {args.rows} train rows, batch {args.batch}, {len(metrics)} evaluations")
+    print(f"cotlab train ({main_precision}{', compiled' if args.compile else ''}): {train_tps:,.0f} tokens/s "
+          f"({int(last['tokens_seen']):,} tokens in {last['elapsed_s']:.1f} s, evaluations included)")
+    eval_tokens = eval_prompt_tokens(point.to_dict(), args.n_eval)
+    print(f"cotlab evaluate: {args.n_eval / eval_s:,.1f} rows/s, {eval_tokens / eval_s:,.0f} prompt tokens/s "
+          f"({args.n_eval} rows, both formats, {eval_s:.1f} s with loading)")
+    print(f"bf16 vs fp32 eval_loss over {len(diff)} evaluations: max |difference| {diff.max():.2e} "
+          f"({100 * rel:.3g}% of fp32; final fp32 {losses['fp32'].iloc[-1]:.4f}, bf16 {losses['bf16'].iloc[-1]:.4f}): "
+          f"{'agree' if rel <= args.tolerance else 'DISAGREE'} within {100 * args.tolerance:g}%")
+    return {"device": name, "size": args.size, "vocab": args.vocab, "rows": args.rows, "batch": args.batch,
+            "train_precision": main_precision, "train_tokens_s": train_tps,
+            "evaluate_rows_s": args.n_eval / eval_s, "evaluate_prompt_tokens_s": eval_tokens / eval_s,
+            "loss_max_abs_diff": float(diff.max()), "loss_max_rel_diff": rel,
+            "final_eval_loss_fp32": float(losses["fp32"].iloc[-1]), "final_eval_loss_bf16": float(losses["bf16"].iloc[-1]),
+            "loss_agree": bool(rel <= args.tolerance), "tolerance": args.tolerance}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="smoke-tf8", choices=list(MODEL_SIZES))
+    parser.add_argument("--vocab", type=int, default=64, help="data vocabulary V")
+    parser.add_argument("--examples", type=int, default=8, help="K examples per sequence (T = 6K)")
+    parser.add_argument("--rows", type=int, default=2048, help="training sequences (default 2048)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--n-eval", type=int, default=256, help="rows `cotlab evaluate` scores (default 256)")
+    parser.add_argument("--n-eval-train", type=int, default=64, help="eval rows of each in-training evaluation")
+    parser.add_argument("--evals", type=int, default=4, help="evaluations during training besides step 0")
+    parser.add_argument("--compile", action="store_true", help="compile: true for the timed run")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads of the runs")
+    parser.add_argument("--tolerance", type=float, default=0.02, help="relative eval_loss agreement bf16 vs fp32")
+    parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    if min(args.rows, args.batch, args.n_eval, args.n_eval_train, args.evals, args.threads, args.examples) < 1:
+        parser.error("sizes and counts must be >= 1")
+    if args.rows < args.batch or args.n_eval_train > args.n_eval:
+        parser.error("need --rows >= --batch and --n-eval-train <= --n-eval")
+    figures = run(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

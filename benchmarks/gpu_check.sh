@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Every GPU figure of benchmarks/RESULTS.md in one run (about 5 minutes on one H100/H200, at most 8):
+#   training: tokens/s, MFU and ratio vs HF fp32 eager, TF-4 at V=1024, B=64, T=240 (bench_train.py)
+#   decoding: greedy CoT prompts/s vs HF generate() fp32 (bench_decode.py)
+#   data generation: GPU vs the reference-style generator in 8 processes, steady state (bench_generate.py)
+#   end to end: `cotlab train` tokens/s, `cotlab evaluate` rows/s, bf16 vs fp32 eval_loss (bench_e2e.py)
+# and writes them to one JSON file: {"mode", "date", "device", "figures": {name: value}, "details": {...}}.
+# `cotlab plan` prices GPU scales from that file when it exists.
+#
+#   bash benchmarks/gpu_check.sh                       # on the GPU machine -> benchmarks/gpu_check.json
+#   bash benchmarks/gpu_check.sh --out FILE.json
+#   bash benchmarks/gpu_check.sh --cpu-smoke --out /tmp/smoke.json   # the same script, tiny, on a CPU (< 2 min)
+set -euo pipefail
+
+out=benchmarks/gpu_check.json
+mode=gpu
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cpu-smoke) mode=cpu-smoke ;;
+        --out) out="${2:?gpu_check.sh: --out needs a FILE.json}"; shift ;;
+        -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
+        *) echo "gpu_check.sh: option '$1' is not allowed (allowed: --cpu-smoke, --out FILE.json)" >&2; exit 2 ;;
+    esac
+    shift
+done
+case "$out" in *.json) ;; *) echo "gpu_check.sh: --out='$out': must end in .json" >&2; exit 2 ;; esac
+
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export PYTHONUNBUFFERED=1
+
+if [ "$mode" = cpu-smoke ]; then
+    export CUDA_VISIBLE_DEVICES=""  # the CPU, even on a GPU machine
+    # MFU on a CPU is against a nominal 0.2 TFLOP/s (2 cores); only the GPU figure means anything.
+    train=(--size smoke-tf8 --vocab 64 --batch 8 --seq 48 --warmup 1 --steps 2 --rounds 1 --peak-tflops 0.2)
+    decode=(--size smoke-tf8 --vocab 64 --batch 8 --seq 48 --rounds 1 --batches 1)
+    generate=(--n-ref 4 --n-ours 256 --cores 1 --skip-rss)
+    e2e=(--size smoke-tf8 --vocab 64 --examples 8 --rows 64 --batch 16 --n-eval 16 --n-eval-train 8 --evals 2)
+else
+    python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+'gpu_check.sh: no CUDA device here (on a CPU use --cpu-smoke)')"
+    train=(--size tf4 --vocab 1024 --batch 64 --seq 240 --compile --warmup 5 --steps 20 --rounds 3)
+    decode=(--size tf4 --vocab 1024 --batch 64 --seq 240 --rounds 5 --batches 3)
+    generate=(--device cuda --cores 8 --n-ref 100 --n-ours 10000 --n-gpu 500000 --skip-rss)
+    e2e=(--size tf4 --vocab 1024 --examples 40 --rows 16384 --batch 64 --n-eval 1024 --n-eval-train 256 --compile)
+fi
+
+echo "== training step (bench_train.py ${train[*]})"
+python "$here/bench_train.py" "${train[@]}" --json "$tmp/train.json"
+echo "== greedy decoding (bench_decode.py ${decode[*]})"
+python "$here/bench_decode.py" "${decode[@]}" --json "$tmp/decode.json"
+echo "== data generation (bench_generate.py ${generate[*]})"
+python "$here/bench_generate.py" "${generate[@]}" --json "$tmp/generate.json"
+echo "== end to end (bench_e2e.py ${e2e[*]})"
+python "$here/bench_e2e.py" "${e2e[@]}" --json "$tmp/e2e.json"
+
+python - "$tmp" "$out" "$mode" <<'EOF'
+import datetime, json, pathlib, sys
+
+tmp, out, mode = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+details = {name: json.loads((tmp / f"{name}.json").read_text()) for name in ("train", "decode", "generate", "e2e")}
+train, decode, e2e = details["train"], details["decode"], details["e2e"]
+generate = details["generate"]["settings"]["gpu" if mode == "gpu" else "1_core"]  # the smoke runs 1 core
+figures = {
+    "train_tokens_s": train["ours_tokens_s"],             # TF-4, V=1024, B=64, T=240 on the GPU
+    "train_mfu": train["mfu"],
+    "train_ratio": train["ratio"],                       # vs HF LlamaForCausalLM fp32 eager
+    "decode_prompts_s": decode["ours_prompts_s"],
+    "decode_ratio": decode["ratio"],                     # vs HF generate() fp32
+    "generate_seq_s": generate["cotlab_seq_s"],
+    "generate_ratio": generate["ratio"],                 # GPU vs reference x8 processes, steady state
+    "e2e_train_tokens_s": e2e["train_tokens_s"],         # `cotlab train`, evaluations and compile included
+    "e2e_evaluate_rows_s": e2e["evaluate_rows_s"],
+    "e2e_evaluate_prompt_tokens_s": e2e["evaluate_prompt_tokens_s"],
+    "loss_bf16_fp32_max_abs_diff": e2e["loss_max_abs_diff"],
+    "loss_bf16_fp32_max_rel_diff": e2e["loss_max_rel_diff"],
+}
+result = {"mode": mode, "date": datetime.date.today().isoformat(), "device": train["device"],
+          "train_model": {k: train[k] for k in ("size", "vocab", "batch", "seq", "precision", "compile")},
+          "evaluate_model": e2e["size"], "figures": figures, "details": details}
+out.parent.mkdir(parents=True, exist_ok=True)
+out.write_text(json.dumps(result, indent=2) + "\n")
+print(f"== {mode} on {train['device']}, written to {out}")
+for name, value in figures.items():
+    print(f"{name:<30} {value:.4g}")
+EOF

@@ -1,0 +1,54 @@
+"""benchmarks/gpu_check.sh: the GPU check script runs end to end, tiny, on the CPU (`--cpu-smoke`),
+and writes every figure that `cotlab plan` and benchmarks/RESULTS.md read."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIGURES = {"train_tokens_s", "train_mfu", "train_ratio", "decode_prompts_s", "decode_ratio", "generate_seq_s",
+           "generate_ratio", "e2e_train_tokens_s", "e2e_evaluate_rows_s", "e2e_evaluate_prompt_tokens_s",
+           "loss_bf16_fp32_max_abs_diff", "loss_bf16_fp32_max_rel_diff"}
+
+
+def gpu_check(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])  # this test's python
+    return subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+
+
+def test_cpu_smoke_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    proc = gpu_check("--cpu-smoke", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["mode"] == "cpu-smoke" and result["device"] == "cpu"
+    figures = result["figures"]
+    assert set(figures) == FIGURES
+    for name, value in figures.items():
+        assert isinstance(value, float) and math.isfinite(value) and value > 0, (name, value)
+    details = result["details"]
+    # the figures are the scripts' own numbers, not copies of one another
+    assert figures["train_ratio"] == details["train"]["ours_tokens_s"] / details["train"]["reference_tokens_s"]
+    assert figures["generate_ratio"] == (details["generate"]["settings"]["1_core"]["cotlab_seq_s"]
+                                         / details["generate"]["settings"]["1_core"]["reference_seq_s"])
+    assert details["generate"]["timing"] == "steady"
+    # both sides of the training benchmark start from the same weights and batch: the same first loss (fp32)
+    assert math.isclose(details["train"]["first_loss_ours"], details["train"]["first_loss_reference"], rel_tol=1e-5)
+    assert details["decode"]["agree_fp32"] == details["decode"]["n_prompts"]
+    assert f"written to {out}" in proc.stdout
+
+
+def test_bad_options_are_refused_before_any_work(tmp_path: Path) -> None:
+    proc = gpu_check("--cpu-smoke", "--fast")
+    assert (proc.returncode, proc.stderr) == (2, "gpu_check.sh: option '--fast' is not allowed "
+                                                 "(allowed: --cpu-smoke, --out FILE.json)\n")
+    proc = gpu_check("--cpu-smoke", "--out", str(tmp_path / "check.txt"))
+    assert (proc.returncode, proc.stderr) == (2, f"gpu_check.sh: --out='{tmp_path / 'check.txt'}': must end in .json\n")
+    assert proc.stdout == "" and not list(tmp_path.iterdir())
