@@ -22,9 +22,9 @@ for _exp in WORKFLOW.experiments:
             mem_mb=RES["aggregate"].mem_mb,
             runtime=RES["aggregate"].runtime,
         params:
-            plan=json.dumps(PLANS[_exp], sort_keys=True),
+            plan=literal(json.dumps(PLANS[_exp], sort_keys=True)),
             # the card's note at this scale (what it cannot show), for the report caption
-            note=PLANS[_exp]["card"]["note"] or "",
+            note=literal(PLANS[_exp]["card"]["note"] or ""),
         script:
             "../scripts/aggregate.py"
 

@@ -110,6 +110,12 @@ REPORT_TABLES = {
 }
 
 
+def literal(text):
+    """A params value Snakemake passes as it is: a function, so that text such as a card title's
+    "C in {2, 3, 4}" is not read as a wildcard (strings in params are)."""
+    return lambda wildcards: text
+
+
 def aggregate_outputs(exp_id):
     """The card's tables (curves + summary for a training card), and its figure (png, pdf) unless
     the card is a table. In the report the card is a category and its scale the subcategory: the
