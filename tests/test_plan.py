@@ -4,6 +4,7 @@ assumed or measured (benchmarks/gpu_check.json)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 import re
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def test_plan_cli_prints_a_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert cli(["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(CONFIG),
                 "--scale", "reduced", "--set", "experiments=[fig_vocab,fig_examples]"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^fig_vocab\s+6\s+18\s+18\s+0\s+1\s+1,013\.8\s+2\.03$", out, re.M), out
+    assert re.search(r"^fig_vocab\s+6\s+18\s+18\s+0\s+0\s+1\s+1,013\.8\s+2\.03$", out, re.M), out
     assert re.search(r"^total\s+", out, re.M)
     assert cli(["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(CONFIG),
                 "--set", "scale=huge"]) == 2
@@ -88,7 +89,7 @@ def test_plan_prices_a_cpu_scale_from_its_measured_throughput(tmp_path: Path,
             "--set", "experiments=[one]"]
     assert cli(args) == 0
     out = capsys.readouterr().out
-    assert "CPU min (2 cores)" in out and re.search(r"^one\s+2\s+1\s+1\s+0\s+1\s+0\.3\s+3\.1$", out, re.M), out
+    assert "CPU min (2 cores)" in out and re.search(r"^one\s+2\s+1\s+1\s+0\s+0\s+1\s+0\.3\s+3\.1$", out, re.M), out
     # a size without a measured speed is a named error, not a silent zero
     scales["cpu"]["cpu_throughput"]["train"] = {"cpu-tf8": 1000}
     (tmp_path / "scales.yaml").write_text(yaml.safe_dump(scales))
@@ -115,15 +116,16 @@ def test_every_paper_card_plans_within_an_hour_at_cpu_scale() -> None:
     assert {run.replicate for run in jobs.runs.values()} == {0, 1}
 
 
-def gpu_card(tmp_path: Path) -> list[str]:
+def gpu_card(tmp_path: Path, **extra: Any) -> list[str]:
     """A one-run card at the reduced scale (its overrides: n_train 256,000, n_eval 2,000, batch 64) in
-    tmp_path/config; the `cotlab plan` arguments that price it."""
+    tmp_path/config, with `extra` card keys; the `cotlab plan` arguments that price it."""
     config = tmp_path / "config"
     (config / "experiments").mkdir(parents=True)
     (config / "scales.yaml").write_text((CONFIG / "scales.yaml").read_text())
     (config / "experiments" / "one.yaml").write_text(yaml.safe_dump({
         "title": "t", "models": ["tf4"], "formats": ["standard"], "seeds": 1,
-        "base": {"data": {"vocab_size": 16, "n_inputs": 4, "n_parents": 2, "chain_length": 2, "n_examples": 16}}}))
+        "base": {"data": {"vocab_size": 16, "n_inputs": 4, "n_parents": 2, "chain_length": 2, "n_examples": 16}},
+        **extra}))
     return ["plan", "--config", str(CONFIG / "config.yaml"), "--config-dir", str(config), "--scale", "reduced",
             "--set", "experiments=[one]"]
 
@@ -155,7 +157,7 @@ def test_plan_prices_gpu_hours_from_measured_throughput(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)  # no benchmarks/gpu_check.json here: assumed, and said so
     assert cli(args) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^one\s+2\s+1\s+1\s+0\s+1\s+20\.5\s+0\.03$", out, re.M), out
+    assert re.search(r"^one\s+2\s+1\s+1\s+0\s+0\s+1\s+20\.5\s+0\.03$", out, re.M), out
     assert "GPU hours: assumed throughput (no benchmarks/gpu_check.json): TF-4 trains at 344,000 tokens/s" in out
     assert "evaluate jobs not counted" in out
     # the default file, once it exists, is read; --throughput names another one
@@ -163,11 +165,22 @@ def test_plan_prices_gpu_hours_from_measured_throughput(tmp_path: Path, monkeypa
         gpu_check_json(path)
         assert cli([*args, *extra]) == 0
         out = capsys.readouterr().out
-        assert re.search(r"^one\s+2\s+1\s+1\s+0\s+1\s+20\.5\s+0\.09$", out, re.M), out
+        assert re.search(r"^one\s+2\s+1\s+1\s+0\s+0\s+1\s+20\.5\s+0\.09$", out, re.M), out
         shown = path.relative_to(tmp_path).as_posix() if not extra else "m.json"
         assert (f"GPU hours: measured throughput ({shown}, NVIDIA H200, 2026-12-02): TF-4 trains at 100,000 "
                 "tokens/s, evaluates at 50,000 prompt tokens/s; training and evaluate jobs counted") in out
         path.unlink()
+
+
+def test_plan_counts_and_prices_probe_jobs(tmp_path: Path) -> None:
+    """A probe at K = 8 with a 3-point grid: its eval split is one more dataset to generate; it scores
+    the run's 2,000 eval rows at 3 points in the standard format, T = 8·5 = 40: 240,000 prompt tokens,
+    4.8 s at the measured 50k/s on top of the 331.44 s of test_plan_prices_gpu_hours_from_measured_throughput."""
+    gpu_card(tmp_path, probes={"k8": {"data": {"n_examples": 8}, "format": "standard", "grid": {"max_new_tokens": [1, 2, 3]}}})
+    gpu = read_gpu_throughput(gpu_check_json(tmp_path / "measured.json"))
+    rows, _ = plan_table(["one"], "reduced", str(tmp_path / "config"), gpu=gpu)
+    assert (rows[0]["probe"], rows[0]["generate"], rows[0]["evaluate"]) == (1, 3, 1)
+    assert rows[0]["gpu_hours"] == pytest.approx((331.44 + 4.8) / 3600)
 
 
 @pytest.mark.parametrize("content, error", [

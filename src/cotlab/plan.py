@@ -38,7 +38,7 @@ from typing import Any
 
 from cotlab.config import ConfigError, fail, merge, read_json
 from cotlab.card_schema import CpuThroughput
-from cotlab.cards import Run
+from cotlab.cards import ProbeJob, Run
 from cotlab.formats import FORMATS, evaluated_formats
 from cotlab.jobs import Jobs, coverage_sizes, workflow_config, workflow_jobs
 from cotlab.yamlio import parse_sets, read_yaml
@@ -119,16 +119,27 @@ def cpu_train_seconds(run: Run, speed: CpuThroughput) -> float:
     return tokens(run) / speed.train[size] + in_training_eval_tokens(run) / speed.evaluate[size]
 
 
+def probe_prompt_tokens(job: ProbeJob, run: Run) -> int:
+    """Prompt tokens a probe scores: its eval rows (as many as the run's evaluation) at every point of
+    its grid, in its format (or each default one). Sampling's extra decoding steps are not counted."""
+    points = math.prod(len(values) for values in job.grid.values())
+    data = job.data.data
+    formats = [job.format] if job.format else evaluated_formats(bool(data.get("special_tokens")))
+    return min(run.train["n_eval"], job.data.n_eval) * points * sum(format_length(data, f) for f in formats)
+
+
 def cpu_job_seconds(jobs: Jobs, run_ids: set[str], splits: set[tuple[str, str, int]],
-                    coverage: set[tuple[str, int]]) -> float:
-    """Single-thread seconds of a set of runs (train, evaluate), dataset splits (generate) and
-    coverage jobs (every prefix size they measure) at the scale's measured CPU throughput."""
+                    coverage: set[tuple[str, int]], probes: set[tuple[str, str]]) -> float:
+    """Single-thread seconds of a set of runs (train, evaluate), dataset splits (generate), coverage
+    jobs (every prefix size they measure) and probes at the scale's measured CPU throughput."""
     speed = jobs.cpu_throughput
     runs = [jobs.runs[r] for r in run_ids]
     return (sum(n_rows for _, _, n_rows in splits) / speed.generate
             + sum(sum(coverage_sizes(n_rows)) for _, n_rows in coverage) / speed.coverage
             + sum(cpu_train_seconds(r, speed) + eval_prompt_tokens(r.data.data, r.train["n_eval"]) / speed.evaluate[r.train["model"]]
-                  for r in runs))
+                  for r in runs)
+            + sum(probe_prompt_tokens(jobs.probes[k], jobs.runs[k[0]]) / speed.evaluate[jobs.runs[k[0]].train["model"]]
+                  for k in probes))
 
 
 def depth_factor(run: Run) -> float:
@@ -148,9 +159,12 @@ def train_seconds(run: Run, gpus: int, cpu: CpuThroughput | None = None, gpu: Gp
     return tokens(run) / (rate * max(gpus, 1)) * OVERHEAD_FACTOR + STARTUP_S
 
 
-def gpu_evaluate_seconds(run: Run, gpu: GpuThroughput) -> float:
-    """Wall time of a run's `cotlab evaluate` job on one GPU at the measured speed."""
-    return eval_prompt_tokens(run.data.data, run.train["n_eval"]) / (gpu.evaluate_tokens_s / depth_factor(run))
+def gpu_evaluate_seconds(run: Run, gpu: GpuThroughput, prompt_tokens: int | None = None) -> float:
+    """Wall time of a run's `cotlab evaluate` job (or of a probe scoring `prompt_tokens`) on one GPU
+    at the measured speed."""
+    if prompt_tokens is None:
+        prompt_tokens = eval_prompt_tokens(run.data.data, run.train["n_eval"])
+    return prompt_tokens / (gpu.evaluate_tokens_s / depth_factor(run))
 
 
 def plan_table(experiments: list[str], scale: str, config_dir: str = "config", train_gpus: int | None = None,
@@ -170,15 +184,17 @@ def plan_table(experiments: list[str], scale: str, config_dir: str = "config", t
                 raise ConfigError(f"scales.{scale}.cpu_throughput: no measured speed for model "
                                   f"{run.train['model']!r} (run {run.run_id}); measured: {', '.join(sorted(measured))}")
 
-    def row(name: str, run_ids: set[str], splits: set, coverage: set, aggregates: int) -> dict[str, Any]:
+    def row(name: str, run_ids: set[str], splits: set, coverage: set, probes: set, aggregates: int) -> dict[str, Any]:
         runs = [jobs.runs[r] for r in sorted(run_ids)]
         gpu_seconds = sum(train_seconds(r, gpus, gpu=gpu) * gpus for r in runs)
-        if gpu is not None and gpus:
-            gpu_seconds += sum(gpu_evaluate_seconds(r, gpu) for r in runs)  # one GPU each
+        if gpu is not None and gpus:  # evaluate and probe jobs, one GPU each
+            gpu_seconds += sum(gpu_evaluate_seconds(r, gpu) for r in runs)
+            gpu_seconds += sum(gpu_evaluate_seconds(jobs.runs[k[0]], gpu, probe_prompt_tokens(jobs.probes[k], jobs.runs[k[0]]))
+                               for k in probes)
         return {"experiment": name, "generate": len(splits), "train": len(runs), "evaluate": len(runs),
-                "coverage": len(coverage), "aggregate": aggregates, "train_tokens": sum(tokens(r) for r in runs),
-                "gpu_hours": gpu_seconds / 3600,
-                "cpu_minutes": cpu_job_seconds(jobs, run_ids, splits, coverage) / cores / 60 if on_cpu else None}
+                "probe": len(probes), "coverage": len(coverage), "aggregate": aggregates,
+                "train_tokens": sum(tokens(r) for r in runs), "gpu_hours": gpu_seconds / 3600,
+                "cpu_minutes": cpu_job_seconds(jobs, run_ids, splits, coverage, probes) / cores / 60 if on_cpu else None}
 
     rows = []
     for exp_id in experiments:
@@ -190,17 +206,19 @@ def plan_table(experiments: list[str], scale: str, config_dir: str = "config", t
         if kind in ("coverage", "data"):
             splits |= {(d.data_id, "train", d.n_train) for d in points}
         coverage = {(d.data_id, d.n_train) for d in points} if kind == "coverage" else set()
-        rows.append(row(exp_id, run_ids, splits, coverage, 1))
-    rows.append(row("total", set(jobs.runs), jobs.splits, jobs.coverage, len(experiments)))
+        probes = set(jobs.probes_of[exp_id])
+        splits |= {(p.data.data_id, "eval", p.data.n_eval) for p in (jobs.probes[k] for k in probes)}
+        rows.append(row(exp_id, run_ids, splits, coverage, probes, 1))
+    rows.append(row("total", set(jobs.runs), jobs.splits, jobs.coverage, set(jobs.probes), len(experiments)))
     return rows, gpus
 
 
 def format_table(rows: list[dict[str, Any]], cores: int = 2) -> str:
     """A plain-text table; tokens in millions, GPU hours to two decimals or CPU minutes to one."""
     on_cpu = rows[-1]["cpu_minutes"] is not None
-    header = ["experiment", "generate", "train", "evaluate", "coverage", "aggregate", "tokens (M)",
+    header = ["experiment", "generate", "train", "evaluate", "probe", "coverage", "aggregate", "tokens (M)",
               f"CPU min ({cores} cores)" if on_cpu else "GPU h"]
-    body = [[r["experiment"], *(str(r[k]) for k in ("generate", "train", "evaluate", "coverage", "aggregate")),
+    body = [[r["experiment"], *(str(r[k]) for k in ("generate", "train", "evaluate", "probe", "coverage", "aggregate")),
              f"{r['train_tokens'] / 1e6:,.1f}", f"{r['cpu_minutes']:.1f}" if on_cpu else f"{r['gpu_hours']:.2f}"]
             for r in rows]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
