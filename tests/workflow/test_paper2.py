@@ -16,7 +16,7 @@ from conftest import STAGE2
 from cotlab.cards import card_ids
 from cotlab.jobs import workflow_jobs
 from cotlab.layout import Layout
-from test_workflow import REPO, planned, snakemake
+from test_workflow import REPO, planned, planned_counts, snakemake
 
 pytestmark = pytest.mark.workflow
 LAYOUT = Layout("smoke")
@@ -27,12 +27,7 @@ def test_stage2_is_every_p2_card() -> None:
 
 
 def test_paper_scale_plans_every_stage2_card() -> None:
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--config",
-                           f"experiments=[{','.join(STAGE2)}]", "scale=paper"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    counts = planned_counts(STAGE2, "paper")
     jobs = workflow_jobs(STAGE2, "paper", REPO / "config")
     # 5 alphas x TF-4/8/12, and 2 task-diversity regimes x TF-4/8/12
     assert counts["train"] == counts["evaluate"] == len(jobs.runs) == 21

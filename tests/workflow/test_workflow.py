@@ -202,14 +202,18 @@ def test_bad_config_fails_before_any_job_naming_the_field(tmp_path: Path) -> Non
     assert not (root / "results").exists()
 
 
-def test_paper_scale_plans_every_stage1_card() -> None:
-    """`snakemake -n --config experiments=[...] scale=paper` on the repository's own cards."""
+def planned_counts(experiments: list[str], scale: str) -> dict[str, int]:
+    """Jobs per rule of `snakemake -n --config experiments=[...] scale=...` on the repository's cards."""
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--config",
-                           f"experiments=[{','.join(STAGE1)}]", "scale=paper"],
+                           f"experiments=[{','.join(experiments)}]", f"scale={scale}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    counts = {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    return {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+def test_paper_scale_plans_every_stage1_card() -> None:
+    counts = planned_counts(STAGE1, "paper")
     jobs = workflow_jobs(STAGE1, "paper", REPO / "config")
     assert counts["train"] == counts["evaluate"] == len(jobs.runs) == 150  # docs/scales.md
     assert counts["generate"] == len(jobs.splits) and counts["coverage"] == len(jobs.coverage)
