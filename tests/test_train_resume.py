@@ -162,6 +162,17 @@ def assert_same_result(reference: Path, rerun: Path) -> None:
     assert not (rerun / "checkpoints").exists()
 
 
+def test_a_run_that_died_before_final_resumes_at_its_last_step(fixed_task_data, reference, tmp_path, monkeypatch,
+                                                              capsys):
+    """The last step's checkpoint: a run that dies evaluating or writing final/ trains nothing again."""
+    out = tmp_path / "run"
+    crash_before_final(fixed_task_data, out, monkeypatch)
+    capsys.readouterr()
+    assert small_run(fixed_task_data, out) == 0
+    assert "checkpoints/step-12 (step 12 of 12)" in capsys.readouterr().out
+    assert_same_result(reference, out)
+
+
 @pytest.mark.parametrize("damage", [flip_byte, truncate, break_state, remove_model, empty_dir])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(fixed_task_data, reference, tmp_path,
                                                                     monkeypatch, capsys, damage):
