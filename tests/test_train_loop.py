@@ -121,6 +121,25 @@ def test_prefetch_pins_for_cuda(fixed_task_data):
     assert all(tensor.is_pinned() for tensor in batch.values())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_an_ordinary_step_does_not_wait_for_the_device(fixed_task_data, tmp_path):
+    """CUDA's sync debug mode raises on any host sync (.item(), a blocking copy) inside train_step."""
+    job = prepare(fixed_task_data[0], fixed_task_data[1], str(tmp_path / "run"), None,
+                  [*SMALL, "prompt.format=cot", "precision=fp32"], 1)
+    trainer = Trainer(job)
+    batches = prefetch(trainer.loader, 4, pin=True)
+    trainer.train_step(next(batches)[0], 1)  # first-call set-up (optimizer state, kernels) may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step, (batch, _) in zip((2, 3, 4), batches):
+            trainer.train_step(batch, step)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+        batches.close()
+    assert trainer.state.interval_steps == 4 and int(trainer.tokens_seen) == 4 * 16 * 28
+
+
 class Crash(Exception):
     """Stands in for a kill between the last checkpoint and final/."""
 

@@ -7,10 +7,11 @@ checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`). A run's final/ also
 generation_config.json (`generation_config`): greedy, cotlab's decoding budget for the run's format,
 and the format's ⟨bos⟩ / ⟨eos⟩ / pad ids, null where the data has no special tokens.
 
-Resume checkpoints. `save_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model.safetensors under
-our names, optimizer.safetensors, train_state.json, rng-rank{r}.json): everything `cotlab train`
-needs to continue bit-identically, and last manifest.json, the SHA-256 of each of those files.
-The newest two are kept. Neither format has a checksum of its own, and a disk, a copy or a crash
+Resume checkpoints. `write_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model.safetensors under
+our names, optimizer.safetensors, train_state.json, rng-rank{r}.json of every rank): everything
+`cotlab train` needs to continue bit-identically, and last manifest.json, the SHA-256 of each of
+those files. The newest two are kept. `Checkpointer` runs it in a background thread on host copies
+taken at the step, one write at a time, so that training does not wait for the disk. Neither format has a checksum of its own, and a disk, a copy or a crash
 can damage a directory after its rename, so `good_checkpoint` resumes only from one whose every
 file matches its manifest: a damaged newest checkpoint costs the steps since the previous one and
 a warning, never a silently different result.

@@ -11,11 +11,25 @@ evaluated at step 0 and every `eval_every` steps. The global batch is `batch_siz
 whatever the world size: rank r trains on its slice of the same global batch, and the loss is
 normalised by the global number of labelled tokens, so the summed gradient equals the
 single-process one. Every input is checked first (`cotlab.train_job.prepare`); then `Trainer` runs
-the loop as named steps (`train_step`, `evaluate_and_record`, `save`). A step whose loss is nan or
-inf stops the run with a one-line error naming that step (checked on the device without waiting
-for it, and acted on every PROGRESS_EVERY steps and before any eval or checkpoint, so that no
-diverged state is recorded). Under DDP, a rank that stalls ends the job after
-`collective_timeout_s` (`cotlab.distributed.init`).
+the loop as named steps (`train_step`, `check`, `evaluate_and_record`, `save`). A step whose loss is
+nan or inf stops the run with a one-line error naming that step (checked on the device without
+waiting for it, and acted on at the sync steps below, so that no diverged state is recorded).
+Under DDP, a rank that stalls ends the job after `collective_timeout_s` (`cotlab.distributed.init`).
+
+Where the loop waits for the device. An ordinary step only queues work: a background thread renders
+the next batch (pinned on CUDA) while this one trains (`prefetch`), the batch is copied with
+non_blocking, the token counts that normalise the loss are counted on the device and all-reduced
+while the forward runs, and the running loss, token count and first non-finite step stay on the
+device. The host reads the device (`.item()`, `.tolist()`) only on sync steps: every
+PROGRESS_EVERY-th step, evaluation steps and checkpoint steps, in `check` (the loss check and the
+checkpoint-clock vote, one all-reduce), `show_progress`, `evaluate`/`sync_state` and
+`Checkpointer.save` (gathering the RNG states; the weights and moments are copied to host buffers
+without waiting, and a background thread writes them).
+
+Checkpoints: every `checkpoint_every` steps (if set), once `checkpoint_interval_s` has passed since
+the last one (looked at on sync steps; every rank votes, so all save together), and at the last step.
+At most one is being written; leaving the loop, normally or by an error, waits for it, and a write
+that failed stops the run with a one-line error.
 
 Outputs in RUN_DIR:
 - config.json: the resolved configs, written once the model is built (a run that cannot build its
@@ -24,7 +38,7 @@ Outputs in RUN_DIR:
 - metrics.parquet: one row per eval, rewritten atomically after each (rank 0).
 - checkpoints/step-N/: model.safetensors, optimizer.safetensors, train_state.json (step, loader
   position, metrics so far), rng-rank{r}.json and manifest.json (their SHA-256s, written last);
-  written under a temporary name and renamed, the newest two kept. Rerunning the same command
+  written by rank 0 under a temporary name and renamed, the newest two kept. Rerunning the same command
   resumes from the newest one whose files match its manifest; a damaged one is skipped with a
   one-line warning naming the file, and with none intact training starts again from step 0
   (deterministic, so only time is lost). The result equals an uninterrupted run's bit for bit on
@@ -258,7 +272,7 @@ class Trainer:
         loss, ce_sum, counts = step_loss(self.step_model, batch, self.world_size, self.device, self.autocast)
         first_bad = ~torch.isfinite(loss.detach()) & (self.bad_step == NO_STEP)
         self.bad_step.masked_fill_(first_bad, step)
-        self.bad_loss.masked_fill_(first_bad, loss.detach().float())
+        self.bad_loss.copy_(torch.where(first_bad, loss.detach().float(), self.bad_loss))  # no .item() inside
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
