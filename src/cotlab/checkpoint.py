@@ -11,10 +11,11 @@ Resume checkpoints. `write_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model
 our names, optimizer.safetensors, train_state.json, rng-rank{r}.json of every rank): everything
 `cotlab train` needs to continue bit-identically, and last manifest.json, the SHA-256 of each of
 those files. The newest two are kept. `Checkpointer` runs it in a background thread on host copies
-taken at the step, one write at a time, so that training does not wait for the disk. Neither format has a checksum of its own, and a disk, a copy or a crash
-can damage a directory after its rename, so `good_checkpoint` resumes only from one whose every
-file matches its manifest: a damaged newest checkpoint costs the steps since the previous one and
-a warning, never a silently different result.
+taken at the step, one write at a time, so that training does not wait for the disk.
+Neither format has a checksum of its own, and a disk, a copy or a crash can damage a directory
+after its rename, so `good_checkpoint` resumes only from one whose every file matches its manifest:
+a damaged newest checkpoint costs the steps since the previous one and a warning, never a silently
+different result.
 
 Loading never unpickles: safetensors and JSON only. Directories appear atomically (written
 under a temporary name, then renamed), so a directory that exists was complete when written.

@@ -18,8 +18,8 @@ Under DDP, a rank that stalls ends the job after `collective_timeout_s` (`cotlab
 
 Where the loop waits for the device. An ordinary step only queues work: a background thread renders
 the next batch (pinned on CUDA) while this one trains (`prefetch`), the batch is copied with
-non_blocking, the token counts that normalise the loss are counted on the device and all-reduced
-while the forward runs, and the running loss, token count and first non-finite step stay on the
+non_blocking, the token counts that normalise the loss are counted on the device and (NCCL)
+all-reduced while the forward runs, and the running loss, token count and first non-finite step stay on the
 device. The host reads the device (`.item()`, `.tolist()`) only on sync steps: every
 PROGRESS_EVERY-th step, evaluation steps and checkpoint steps, in `check` (the loss check and the
 checkpoint-clock vote, one all-reduce), `show_progress`, `evaluate`/`sync_state` and
@@ -89,7 +89,7 @@ from cotlab.precision import set_precision
 from cotlab.train_job import TrainJob, prepare
 
 ANALYSIS_BATCH = 32  # sequences per attention pass: it holds (B, heads, T, T) fp32 probabilities
-PROGRESS_EVERY = 50  # steps between progress-bar updates, loss checks and checkpoint-clock looks (each waits for the device)
+PROGRESS_EVERY = 50  # steps between progress updates, loss checks and checkpoint-clock looks (each one syncs)
 NO_STEP = torch.iinfo(torch.int64).max  # "no non-finite loss yet"
 
 
@@ -146,7 +146,7 @@ def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], world_size
 
     `batch` is a loader batch on the CPU (pinned for CUDA, so the copies do not wait). counts =
     [labelled tokens, real input tokens] of the whole global batch (int64, all ranks), counted on the
-    device and summed over the ranks while the forward runs: no host round trip. DDP averages
+    device and, on GPUs, summed over the ranks while the forward runs: no host round trip. DDP averages
     gradients over ranks; the loss is scaled by world_size to turn that average into a sum, so the
     gradient is that of (global CE sum) / (global labelled tokens), as on one process.
     """
@@ -155,12 +155,14 @@ def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], world_size
     attention_mask = batch["attention_mask"].to(device, non_blocking=True)  # (B, T)
     counts = torch.stack([(labels != IGNORE).sum(), attention_mask.sum()])  # (2,) this rank's
     summing = dist.all_reduce(counts, async_op=True) if world_size > 1 else None
+    if summing is not None and device.type == "cpu":
+        summing.wait()  # gloo: no stream to defer to, and a stalled rank then times out in this collective
     mask = None if batch["attention_mask"].all() else attention_mask  # decided on the host copy
     with autocast:
         logits = model(input_ids, mask)  # (B, T, V) float32
     ce_sum = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="sum")
     if summing is not None:
-        summing.wait()  # on NCCL the stream waits, not the host
+        summing.wait()  # NCCL: the stream waits, not the host
     return ce_sum * world_size / counts[0], ce_sum, counts
 
 
