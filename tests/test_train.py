@@ -233,6 +233,9 @@ def test_learns_a_fixed_task_far_above_the_majority_baseline(data, tmp_path):
     (["prompt.format=cot_special_token"], "format"),  # special tokens are off in this data
     (["prompt.offset=1000000000"], "prompt.offset"),  # an embedding of 10^9 rows cannot be built
     (["collective_timeout_s=0"], "collective_timeout_s"),
+    (["checkpoint_every=0"], "checkpoint_every"),
+    (["checkpoint_interval_s=0"], "checkpoint_interval_s"),
+    (["checkpoint_interval_s=.nan"], "checkpoint_interval_s"),
 ])
 def test_bad_config_is_one_named_line_and_writes_nothing(data, tmp_path, capsys, sets, field):
     out = tmp_path / "run"

@@ -87,8 +87,9 @@ def test_killed_run_resumes_bit_identically(fixed_task_data, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Damaged checkpoints: a run that died before final/ leaves step-4 and step-8; whatever happens to
-# the newest one, the rerun must end with the uninterrupted run's bits (kill-free, in process).
+# Damaged checkpoints: a run that died before final/ leaves step-8 and step-12 (the last step's
+# checkpoint and the one before it); whatever happens to the newest one, the rerun must end with the
+# uninterrupted run's bits (kill-free, in process).
 
 SMALL = ["model=smoke-tf4", "batch_size=16", "n_train=192", "eval_every=6", "checkpoint_every=4",
          "n_eval=16", "eval_batch_size=16", "analysis_n=4", "lr=1e-3"]  # 12 steps
@@ -116,7 +117,7 @@ def crash_before_final(data, out, monkeypatch) -> None:
         patch.setattr(Trainer, "finish", crash)
         with pytest.raises(Crash):
             small_run(data, out)
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-4", "step-8"]  # the newest two
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-12", "step-8"]  # the newest two
 
 
 def flip_byte(step: Path) -> str:
@@ -161,18 +162,29 @@ def assert_same_result(reference: Path, rerun: Path) -> None:
     assert not (rerun / "checkpoints").exists()
 
 
+def test_a_run_that_died_before_final_resumes_at_its_last_step(fixed_task_data, reference, tmp_path, monkeypatch,
+                                                              capsys):
+    """The last step's checkpoint: a run that dies evaluating or writing final/ trains nothing again."""
+    out = tmp_path / "run"
+    crash_before_final(fixed_task_data, out, monkeypatch)
+    capsys.readouterr()
+    assert small_run(fixed_task_data, out) == 0
+    assert "checkpoints/step-12 (step 12 of 12)" in capsys.readouterr().out
+    assert_same_result(reference, out)
+
+
 @pytest.mark.parametrize("damage", [flip_byte, truncate, break_state, remove_model, empty_dir])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(fixed_task_data, reference, tmp_path,
                                                                     monkeypatch, capsys, damage):
     out = tmp_path / "run"
     crash_before_final(fixed_task_data, out, monkeypatch)
-    name = damage(out / "checkpoints" / "step-8")
+    name = damage(out / "checkpoints" / "step-12")
     capsys.readouterr()
     assert small_run(fixed_task_data, out) == 0
     captured = capsys.readouterr()
     warnings = [line for line in captured.err.splitlines() if "warning" in line]
-    assert len(warnings) == 1 and f"step-8/{name}" in warnings[0], captured.err
-    assert "checkpoints/step-4 (step 4 of 12)" in captured.out
+    assert len(warnings) == 1 and f"step-12/{name}" in warnings[0], captured.err
+    assert "checkpoints/step-8 (step 8 of 12)" in captured.out
     assert_same_result(reference, out)
 
 
@@ -180,8 +192,8 @@ def test_with_no_intact_checkpoint_training_starts_again(fixed_task_data, refere
                                                         capsys):
     out = tmp_path / "run"
     crash_before_final(fixed_task_data, out, monkeypatch)
-    flip_byte(out / "checkpoints" / "step-8")
-    break_state(out / "checkpoints" / "step-4")
+    flip_byte(out / "checkpoints" / "step-12")
+    break_state(out / "checkpoints" / "step-8")
     capsys.readouterr()
     assert small_run(fixed_task_data, out) == 0
     captured = capsys.readouterr()
@@ -196,7 +208,7 @@ def test_checkpoint_damage_names_the_file(fixed_task_data, tmp_path, monkeypatch
 
     out = tmp_path / "run"
     crash_before_final(fixed_task_data, out, monkeypatch)
-    step = out / "checkpoints" / "step-8"
+    step = out / "checkpoints" / "step-12"
     assert checkpoint_damage(step) is None
     manifest = json.loads((step / "manifest.json").read_text())
     assert sorted(manifest["files"]) == ["model.safetensors", "optimizer.safetensors", "rng-rank0.json",

@@ -7,13 +7,15 @@ checkpoints; cf. torchtitan `llama3/state_dict_adapter.py`). A run's final/ also
 generation_config.json (`generation_config`): greedy, cotlab's decoding budget for the run's format,
 and the format's ⟨bos⟩ / ⟨eos⟩ / pad ids, null where the data has no special tokens.
 
-Resume checkpoints. `save_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model.safetensors under
-our names, optimizer.safetensors, train_state.json, rng-rank{r}.json): everything `cotlab train`
-needs to continue bit-identically, and last manifest.json, the SHA-256 of each of those files.
-The newest two are kept. Neither format has a checksum of its own, and a disk, a copy or a crash
-can damage a directory after its rename, so `good_checkpoint` resumes only from one whose every
-file matches its manifest: a damaged newest checkpoint costs the steps since the previous one and
-a warning, never a silently different result.
+Resume checkpoints. `write_checkpoint` writes RUN_DIR/checkpoints/step-N/ (model.safetensors under
+our names, optimizer.safetensors, train_state.json, rng-rank{r}.json of every rank): everything
+`cotlab train` needs to continue bit-identically, and last manifest.json, the SHA-256 of each of
+those files. The newest two are kept. `Checkpointer` runs it in a background thread on host copies
+taken at the step, one write at a time, so that training does not wait for the disk.
+Neither format has a checksum of its own, and a disk, a copy or a crash can damage a directory
+after its rename, so `good_checkpoint` resumes only from one whose every file matches its manifest:
+a damaged newest checkpoint costs the steps since the previous one and a warning, never a silently
+different result.
 
 Loading never unpickles: safetensors and JSON only. Directories appear atomically (written
 under a temporary name, then renamed), so a directory that exists was complete when written.
@@ -27,19 +29,20 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cotlab.atomic import replace_dir
 from cotlab.config import ConfigError, DataConfig, build, read_json
 from cotlab.data.store import file_sha256
-from cotlab.distributed import barrier
 from cotlab.formats import PromptConfig, max_new_tokens
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
@@ -327,34 +330,117 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(torch.tensor(state["cuda"], dtype=torch.uint8), device)
 
 
-def save_checkpoint(out: Path, model: Transformer, optimizer: torch.optim.Optimizer,
-                    state: TrainState, rank: int, world_size: int, device: torch.device) -> None:
-    """Write checkpoints/step-N atomically (every rank adds its RNG state), manifest.json last,
-    then keep only it and the newest older one (`prune_checkpoints`).
+def gather_rng_states(device: torch.device, world_size: int) -> list[dict[str, Any]]:
+    """Every rank's `rng_state`, in rank order, on every rank (a collective: every rank must call it)."""
+    state = rng_state(device)
+    if world_size == 1:
+        return [state]
+    states: list[Any] = [None] * world_size
+    dist.all_gather_object(states, state)  # in memory between our own ranks; the files are JSON
+    return states
 
-    Every rank must call it; rank 0 writes the weights, moments, `state` and the manifest.
-    """
+
+def write_checkpoint(out: Path, step: int, weights: dict[str, torch.Tensor], moments: dict[str, torch.Tensor],
+                     train_state: str, rng_states: list[dict[str, Any]]) -> None:
+    """Write checkpoints/step-`step` atomically, manifest.json last, then keep only it and the newest
+    older one (`prune_checkpoints`). `weights` and `moments` are CPU tensors, `train_state` is the
+    text of train_state.json and `rng_states` holds one `rng_state` per rank. Rank 0 only."""
     root = out / "checkpoints"
-    tmp = root / f".step-{state.step}.tmp"
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    barrier(world_size)
-    (tmp / f"rng-rank{rank}.json").write_text(json.dumps(rng_state(device)))
-    if rank == 0:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                  tmp / "model.safetensors")
-        moments = {f"{index}.{name}": value.detach().cpu().contiguous()
-                   for index, per_param in optimizer.state_dict()["state"].items()
-                   for name, value in per_param.items()}
+    tmp = root / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        save_file(weights, tmp / "model.safetensors")
         save_file(moments, tmp / "optimizer.safetensors")
-        (tmp / "train_state.json").write_text(json.dumps(asdict(state)))
-    barrier(world_size)
-    if rank == 0:
+        (tmp / "train_state.json").write_text(train_state)
+        for rank, state in enumerate(rng_states):
+            (tmp / f"rng-rank{rank}.json").write_text(json.dumps(state))
         files = {path.name: file_sha256(path) for path in sorted(tmp.iterdir())}
-        (tmp / MANIFEST_FILE).write_text(json.dumps({"step": state.step, "files": files}, indent=2) + "\n")
-        replace_dir(tmp, checkpoint_dir(out, state.step))
-        prune_checkpoints(out, state.step)
+        (tmp / MANIFEST_FILE).write_text(json.dumps({"step": step, "files": files}, indent=2) + "\n")
+        replace_dir(tmp, checkpoint_dir(out, step))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write leaves no temporary directory
+    prune_checkpoints(out, step)
+
+
+class Checkpointer:
+    """Resume checkpoints written by a background thread, at most one write in flight.
+
+    `save` copies the weights and AdamW moments into host buffers (pinned on CUDA, allocated once and
+    reused; the copies are queued on the device, so the training thread does not wait for them) and
+    hands them to the writer thread, which waits for the copies and runs `write_checkpoint`. Training
+    goes on meanwhile: the buffers, not the live parameters, are written. The next `save` and `close`
+    first wait for the write in flight, and a write that failed is raised there, a one-line
+    CheckpointError for a filesystem error. Only rank 0 writes; the others take part in gathering the
+    RNG states.
+    """
+
+    def __init__(self, out: Path, model: Transformer, optimizer: torch.optim.Optimizer, rank: int,
+                 world_size: int, device: torch.device):
+        self.out, self.model, self.optimizer = out, model, optimizer
+        self.rank, self.world_size, self.device = rank, world_size, device
+        self.pin = device.type == "cuda"
+        self.weights: dict[str, torch.Tensor] = {}  # host copies, reused by every save
+        self.moments: dict[str, torch.Tensor] = {}
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-writer")
+        self.pending: Future[None] | None = None
+
+    def save(self, state: TrainState) -> None:
+        """Snapshot `state` (its step), the weights, moments and every rank's RNG state; write them in
+        the background. Every rank must call it at the same step."""
+        rng_states = gather_rng_states(self.device, self.world_size)
+        if self.rank != 0:
+            return
+        self.wait()  # the previous write still reads the buffers
+        self.host_copy(self.model.state_dict(), self.weights)
+        self.host_copy({f"{index}.{name}": value for index, per_param in self.optimizer.state_dict()["state"].items()
+                        for name, value in per_param.items()}, self.moments)
+        copied = None
+        if self.pin:
+            copied = torch.cuda.Event()
+            copied.record()
+        self.pending = self.writer.submit(self.write, state.step, copied, json.dumps(asdict(state)), rng_states)
+
+    def host_copy(self, tensors: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+        """Copy `tensors` into `buffers` (same names), allocating a buffer on first use."""
+        for name, tensor in tensors.items():
+            if name not in buffers:
+                buffers[name] = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=self.pin)
+            buffers[name].copy_(tensor.detach(), non_blocking=self.pin)
+
+    def write(self, step: int, copied: torch.cuda.Event | None, train_state: str,
+              rng_states: list[dict[str, Any]]) -> None:
+        """The writer thread's job: wait for the device-to-host copies, then write the directory."""
+        if copied is not None:
+            copied.synchronize()
+        try:
+            write_checkpoint(self.out, step, self.weights, self.moments, train_state, rng_states)
+        except OSError as exc:
+            raise CheckpointError(f"{checkpoint_dir(self.out, step)}: cannot be written ({exc})") from None
+
+    def wait(self) -> None:
+        """Wait for the write in flight, if any; raise its error."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the last write (raising its error) and stop the writer thread."""
+        try:
+            self.wait()
+        finally:
+            self.writer.shutdown()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        """Join the writer; when the run is failing already, its own error is the one raised."""
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise
 
 
 def prune_checkpoints(out: Path, step: int) -> None:
@@ -390,6 +476,5 @@ def load_checkpoint(path: Path, model: Transformer, optimizer: torch.optim.Optim
 
 
 __all__ = ["CheckpointError", "TrainState", "checkpoint_damage", "checkpoint_dir", "generation_config",
-           "good_checkpoint", "hf_config", "hf_to_state_dict", "load_checkpoint", "load_hf",
-           "model_config_from_hf", "save_checkpoint", "save_hf",
-           "state_dict_to_hf"]
+           "Checkpointer", "good_checkpoint", "hf_config", "hf_to_state_dict", "load_checkpoint", "load_hf",
+           "model_config_from_hf", "save_hf", "state_dict_to_hf", "write_checkpoint"]

@@ -11,11 +11,25 @@ evaluated at step 0 and every `eval_every` steps. The global batch is `batch_siz
 whatever the world size: rank r trains on its slice of the same global batch, and the loss is
 normalised by the global number of labelled tokens, so the summed gradient equals the
 single-process one. Every input is checked first (`cotlab.train_job.prepare`); then `Trainer` runs
-the loop as named steps (`train_step`, `evaluate_and_record`, `save`). A step whose loss is nan or
-inf stops the run with a one-line error naming that step (checked on the device without waiting
-for it, and acted on every PROGRESS_EVERY steps and before any eval or checkpoint, so that no
-diverged state is recorded). Under DDP, a rank that stalls ends the job after
-`collective_timeout_s` (`cotlab.distributed.init`).
+the loop as named steps (`train_step`, `check`, `evaluate_and_record`, `save`). A step whose loss is
+nan or inf stops the run with a one-line error naming that step (checked on the device without
+waiting for it, and acted on at the sync steps below, so that no diverged state is recorded).
+Under DDP, a rank that stalls ends the job after `collective_timeout_s` (`cotlab.distributed.init`).
+
+Where the loop waits for the device. An ordinary step only queues work: a background thread renders
+the next batch (pinned on CUDA) while this one trains (`prefetch`), the batch is copied with
+non_blocking, the token counts that normalise the loss are counted on the device and (NCCL)
+all-reduced while the forward runs, and the running loss, token count and first non-finite step stay on the
+device. The host reads the device (`.item()`, `.tolist()`) only on sync steps: every
+PROGRESS_EVERY-th step, evaluation steps and checkpoint steps, in `check` (the loss check and the
+checkpoint-clock vote, one all-reduce), `show_progress`, `evaluate`/`sync_state` and
+`Checkpointer.save` (gathering the RNG states; the weights and moments are copied to host buffers
+without waiting, and a background thread writes them).
+
+Checkpoints: every `checkpoint_every` steps (if set), once `checkpoint_interval_s` has passed since
+the last one (looked at on sync steps; every rank votes, so all save together), and at the last step.
+At most one is being written; leaving the loop, normally or by an error, waits for it, and a write
+that failed stops the run with a one-line error.
 
 Outputs in RUN_DIR:
 - config.json: the resolved configs, written once the model is built (a run that cannot build its
@@ -24,7 +38,7 @@ Outputs in RUN_DIR:
 - metrics.parquet: one row per eval, rewritten atomically after each (rank 0).
 - checkpoints/step-N/: model.safetensors, optimizer.safetensors, train_state.json (step, loader
   position, metrics so far), rng-rank{r}.json and manifest.json (their SHA-256s, written last);
-  written under a temporary name and renamed, the newest two kept. Rerunning the same command
+  written by rank 0 under a temporary name and renamed, the newest two kept. Rerunning the same command
   resumes from the newest one whose files match its manifest; a damaged one is skipped with a
   one-line warning naming the file, and with none intact training starts again from step 0
   (deterministic, so only time is lost). The result equals an uninterrupted run's bit for bit on
@@ -48,6 +62,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +76,8 @@ from tqdm import tqdm
 
 from cotlab.analysis.model_analysis import analyse_model
 from cotlab.atomic import write_atomic
-from cotlab.checkpoint import (TrainState, checkpoint_dir, generation_config, good_checkpoint, load_checkpoint,
-                               save_checkpoint, save_hf)
+from cotlab.checkpoint import (Checkpointer, TrainState, checkpoint_dir, generation_config, good_checkpoint,
+                               load_checkpoint, save_hf)
 from cotlab.config import ConfigError, fail
 from cotlab.data.loader import TrainLoader, load_rows
 from cotlab.data.prompts import IGNORE
@@ -73,7 +89,7 @@ from cotlab.precision import set_precision
 from cotlab.train_job import TrainJob, prepare
 
 ANALYSIS_BATCH = 32  # sequences per attention pass: it holds (B, heads, T, T) fp32 probabilities
-PROGRESS_EVERY = 50  # steps between progress-bar updates and loss checks (each one waits for the device)
+PROGRESS_EVERY = 50  # steps between progress updates, loss checks and checkpoint-clock looks (each one syncs)
 NO_STEP = torch.iinfo(torch.int64).max  # "no non-finite loss yet"
 
 
@@ -103,24 +119,50 @@ def write_metrics(out: Path, rows: list[dict[str, float]]) -> None:
     write_atomic(out / "metrics.parquet", lambda tmp: pd.DataFrame(rows).to_parquet(tmp, index=False))
 
 
+def prefetch(loader: TrainLoader, n: int, pin: bool) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, int]]]:
+    """The loader's next `n` batches, each with the loader state after it (what a checkpoint of that
+    step records: the loader itself runs one batch ahead).
+
+    A background thread renders the next batch (and pins it when `pin`, for CUDA) while the caller
+    trains on the current one; its errors are raised here. Close the generator to stop the thread.
+    """
+    def render() -> tuple[dict[str, torch.Tensor], dict[str, int]]:
+        batch = loader.next_batch()
+        if pin:
+            batch = {name: tensor.pin_memory() for name, tensor in batch.items()}
+        return batch, loader.state_dict()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as worker:
+        ahead = worker.submit(render) if n else None
+        for i in range(n):
+            batch, ahead = ahead.result(), (worker.submit(render) if i + 1 < n else None)
+            yield batch
+
+
 def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], world_size: int,
               device: torch.device, autocast: contextlib.AbstractContextManager
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward one rank's share of a global batch -> (loss to backpropagate, CE sum, global counts).
 
-    counts = [labelled tokens, real input tokens] of the whole global batch (int64, all ranks).
-    DDP averages gradients over ranks; the loss is scaled by world_size to turn that average into a
-    sum, so the gradient is that of (global CE sum) / (global labelled tokens), as on one process.
+    `batch` is a loader batch on the CPU (pinned for CUDA, so the copies do not wait). counts =
+    [labelled tokens, real input tokens] of the whole global batch (int64, all ranks), counted on the
+    device and, on GPUs, summed over the ranks while the forward runs: no host round trip. DDP averages
+    gradients over ranks; the loss is scaled by world_size to turn that average into a sum, so the
+    gradient is that of (global CE sum) / (global labelled tokens), as on one process.
     """
-    labels = batch["labels"][:, 1:]  # (B, T-1): the target of position t is token t+1
-    counts = torch.stack([(labels != IGNORE).sum(), batch["attention_mask"].sum()]).to(device)
-    all_reduce_sum(counts, world_size)
     input_ids = batch["input_ids"].to(device, non_blocking=True)  # (B, T)
-    mask = None if batch["attention_mask"].all() else batch["attention_mask"].to(device)
+    labels = batch["labels"].to(device, non_blocking=True)[:, 1:]  # (B, T-1): the target of position t is token t+1
+    attention_mask = batch["attention_mask"].to(device, non_blocking=True)  # (B, T)
+    counts = torch.stack([(labels != IGNORE).sum(), attention_mask.sum()])  # (2,) this rank's
+    summing = dist.all_reduce(counts, async_op=True) if world_size > 1 else None
+    if summing is not None and device.type == "cpu":
+        summing.wait()  # gloo: no stream to defer to, and a stalled rank then times out in this collective
+    mask = None if batch["attention_mask"].all() else attention_mask  # decided on the host copy
     with autocast:
         logits = model(input_ids, mask)  # (B, T, V) float32
-    ce_sum = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels.to(device), ignore_index=IGNORE,
-                             reduction="sum")
+    ce_sum = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="sum")
+    if summing is not None:
+        summing.wait()  # NCCL: the stream waits, not the host
     return ce_sum * world_size / counts[0], ce_sum, counts
 
 
@@ -129,7 +171,8 @@ class Trainer:
 
     `state` is what train_state.json holds. The running train loss and token count stay on the
     device between evals (`interval_loss`, `tokens_seen`) and `sync_state` copies them into it, so
-    that a step never waits for the device.
+    that a step never waits for the device; `position` is the loader state after the last step
+    trained (the loader runs ahead, `prefetch`).
     """
 
     def __init__(self, job: TrainJob, rank: int = 0, world_size: int = 1, local_rank: int = 0):
@@ -153,6 +196,8 @@ class Trainer:
         self.loader = TrainLoader(job.train_data, cfg.prompt, cfg.batch_size, cfg.seed, rank, world_size)
         self.eval_rows = load_rows(job.eval_data, job.n_eval)
         self.state = self.resume()
+        self.position = self.loader.state_dict()
+        self.checkpointer = Checkpointer(job.out, self.model, self.optimizer, rank, world_size, self.device)
 
         self.step_model: torch.nn.Module = torch.compile(self.model) if cfg.compile else self.model
         if world_size > 1:
@@ -197,20 +242,31 @@ class Trainer:
         return state
 
     def fit(self) -> None:
-        """Evaluate at step 0 (unless resumed), then train to the last step, evaluating and checkpointing."""
+        """Evaluate at step 0 (unless resumed), then train to the last step, evaluating and checkpointing.
+
+        A checkpoint is written every `checkpoint_every` steps (if set), when `checkpoint_interval_s`
+        has passed since the last one (looked at on the steps that synchronise anyway), and at the
+        last step. Leaving, normally or by an error, waits for the checkpoint being written.
+        """
         cfg, steps = self.job.cfg, self.job.steps
         if self.state.step == 0:
             self.evaluate_and_record(0)
-        for step in range(self.state.step + 1, steps + 1):
-            self.train_step(self.loader.next_batch(), step)
-            record = step % cfg.eval_every == 0 or step == steps
-            save = step % cfg.checkpoint_every == 0 and step < steps
-            if record or save or step % PROGRESS_EVERY == 0:
-                self.check_finite()
-            if record:
-                self.evaluate_and_record(step)
-            if save:
-                self.save(step)
+        self.saved_at = time.perf_counter()
+        batches = prefetch(self.loader, steps - self.state.step, pin=self.device.type == "cuda")
+        with self.checkpointer, contextlib.closing(batches):
+            for step, (batch, position) in zip(range(self.state.step + 1, steps + 1), batches):
+                self.train_step(batch, step)
+                self.position = position
+                record = step % cfg.eval_every == 0 or step == steps
+                save = step == steps or (cfg.checkpoint_every is not None and step % cfg.checkpoint_every == 0)
+                if record or save or step % PROGRESS_EVERY == 0:  # the only steps that wait for the device
+                    save |= self.check(time.perf_counter() - self.saved_at >= cfg.checkpoint_interval_s)
+                    if step % PROGRESS_EVERY == 0:
+                        self.show_progress()
+                if record:
+                    self.evaluate_and_record(step)
+                if save:
+                    self.save(step)
         self.bar.close()
 
     def train_step(self, batch: dict[str, torch.Tensor], step: int) -> None:
@@ -218,7 +274,7 @@ class Trainer:
         loss, ce_sum, counts = step_loss(self.step_model, batch, self.world_size, self.device, self.autocast)
         first_bad = ~torch.isfinite(loss.detach()) & (self.bad_step == NO_STEP)
         self.bad_step.masked_fill_(first_bad, step)
-        self.bad_loss.masked_fill_(first_bad, loss.detach().float())
+        self.bad_loss.copy_(torch.where(first_bad, loss.detach().float(), self.bad_loss))  # no .item() inside
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -226,24 +282,31 @@ class Trainer:
         self.tokens_seen += counts[1]
         self.state.interval_steps += 1
         self.bar.update(1)
-        if not self.bar.disable and self.bar.n % PROGRESS_EVERY == 0:  # bar.n: the step just taken
-            mean_loss = self.interval_loss.item() * self.world_size / self.state.interval_steps  # rank 0's share
-            self.bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{self.state.metrics[-1]['answer_acc']:.3f}")
 
-    def check_finite(self) -> None:
-        """Raise LossNotFinite naming the first step (over all ranks) whose loss was nan or inf.
+    def check(self, due: bool) -> bool:
+        """Raise LossNotFinite naming the first step (over all ranks) whose loss was nan or inf; else
+        return whether any rank found a checkpoint `due` (its clock past the interval).
 
-        A collective: every rank must call it, and every rank raises together.
+        A collective and a host sync: every rank must call it at the same step, and every rank raises
+        (or saves) together.
         """
-        step = int(all_reduce_min(self.bad_step.clone(), self.world_size).item())
+        flags = torch.stack([self.bad_step, torch.full_like(self.bad_step, 0 if due else 1)])  # (2,)
+        step, not_due = all_reduce_min(flags, self.world_size).tolist()
         if step != NO_STEP:
             loss = self.bad_loss.item() if int(self.bad_step.item()) == step else math.nan
             raise LossNotFinite(f"train_loss became {loss} at step {step} "
                                 f"(lr={self.optimizer.param_groups[0]['lr']:g})")
+        return not_due == 0
+
+    def show_progress(self) -> None:
+        """The progress bar's running loss (rank 0's share of the interval so far); reads the device."""
+        if not self.bar.disable:
+            mean_loss = self.interval_loss.item() * self.world_size / self.state.interval_steps
+            self.bar.set_postfix(loss=f"{mean_loss:.4f}", acc=f"{self.state.metrics[-1]['answer_acc']:.3f}")
 
     def sync_state(self, step: int) -> None:
         """Bring `state` up to `step` (a collective: every rank must call it)."""
-        self.state.step, self.state.loader = step, self.loader.state_dict()
+        self.state.step, self.state.loader = step, self.position
         self.state.interval_loss = all_reduce_sum(self.interval_loss.clone(), self.world_size).item()
         self.state.tokens_seen = int(self.tokens_seen.item())
         self.state.elapsed_s = time.perf_counter() - self.started
@@ -292,10 +355,10 @@ class Trainer:
                            f"{row['majority_baseline']:.4f} | {row['elapsed_s']:.1f}s, ETA {eta}")
 
     def save(self, step: int) -> None:
-        """Write the resume checkpoint of `step` (every rank must call it)."""
+        """Snapshot the resume checkpoint of `step` and write it in the background (every rank must call it)."""
         self.sync_state(step)
-        save_checkpoint(self.job.out, self.model, self.optimizer, self.state, self.rank, self.world_size,
-                        self.device)
+        self.checkpointer.save(self.state)
+        self.saved_at = time.perf_counter()
 
     def finish(self) -> None:
         """Write final/ and drop the resume checkpoint (rank 0): this marks the run complete."""

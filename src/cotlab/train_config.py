@@ -39,8 +39,11 @@ class TrainConfig(Section):
     """AdamW decoupled weight decay, on every parameter (torch default)."""
     eval_every: int = 500
     """Evaluate every this many steps (and at step 0 and the last step)."""
-    checkpoint_every: int = 500
-    """Write the resume checkpoint every this many steps."""
+    checkpoint_every: int | None = None
+    """Also write the resume checkpoint every this many steps; null = by checkpoint_interval_s only."""
+    checkpoint_interval_s: float = 1800.0
+    """Write the resume checkpoint once this many seconds have passed since the last one (checked every
+    50 steps and at evals); one is always written at the last step."""
     n_eval: int | None = None
     """Eval sequences: the first n_eval rows of the eval split; null = all of it."""
     eval_batch_size: int = 256
@@ -85,6 +88,8 @@ class TrainConfig(Section):
         if self.analysis_n < 0:
             fail("analysis_n", self.analysis_n, "must be >= 0")
         check_seed("seed", self.seed)
+        if not (math.isfinite(self.checkpoint_interval_s) and self.checkpoint_interval_s > 0):
+            fail("checkpoint_interval_s", self.checkpoint_interval_s, "must be a positive finite number of seconds")
         if not (math.isfinite(self.collective_timeout_s) and self.collective_timeout_s > 0):
             fail("collective_timeout_s", self.collective_timeout_s, "must be a positive finite number")
         if self.prompt.offset > MAX_PROMPT_OFFSET:
