@@ -324,7 +324,7 @@ def _runs_of(exp_id: str, source: str, r: _Resolved) -> list[Run]:
             n_train, n_eval, batch = point_train["n_train"], point_train["n_eval"], point_train["batch_size"]
             if "eval_every" not in point_train:
                 steps = max(1, every // batch)
-                point_train = {**point_train, "eval_every": steps, "checkpoint_every": steps}
+                point_train = {**point_train, "eval_every": steps}  # checkpoints: by wall clock
             point = _data_point({**data, "seed": data_seed}, n_train, n_eval)
             identity = {"data_id": point.data_id, "train": point_train}
             if FORMATS[fmt].special:  # paper 2's rendering changed (recipe slots permuted): new ids
