@@ -112,7 +112,8 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
 
 
 # Settings a rerun may change without changing any result (Snakemake caps threads at --cores; the
-# collective timeout only decides how long a stalled rank may hold the job; the logger only copies).
+# collective timeout only decides how long a stalled rank may hold the job; the logger only copies;
+# checkpoints resume bit-identically whenever they were written).
 RESULT_NEUTRAL = ("threads", "eval_batch_size", "collective_timeout_s", "logger", "checkpoint_every",
                   "checkpoint_interval_s")
 
