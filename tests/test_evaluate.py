@@ -11,7 +11,7 @@ import torch
 from cotlab.analysis.tables import wilson_interval
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.generate import Rows, generate_rows
-from cotlab.formats import PromptConfig
+from cotlab.formats import DecodeConfig, PromptConfig
 from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats
 from cotlab.metrics import evaluate_accuracy, reduce_scores, score_rows
 from cotlab.model import Transformer
@@ -139,10 +139,11 @@ def test_per_row_scores_agree_with_the_training_metrics(fmt):
 
 def test_scored_formats_pair_with_and_without_cot():
     plain = scored_formats("cot", CFG, {}, None)
-    assert [(p.format, cross) for p, cross in plain] == [("cot", False), ("standard", True)]
+    assert [(p.format, cross) for p, _, cross in plain] == [("cot", False), ("standard", True)]
+    assert all(d == DecodeConfig() for _, d, _ in plain)  # greedy, the format's own budget
     special_cfg = CFG.model_copy(update={"special_tokens": True, "vocab_size": 32})
     hybrid = scored_formats("hybrid_special_token", special_cfg, {}, None)
-    assert [(p.format, p.force, cross) for p, cross in hybrid] == [
+    assert [(p.format, p.force, cross) for p, _, cross in hybrid] == [
         ("cot_special_token", "think", False), ("standard_special_token", "answer", False)]
     with pytest.raises(ConfigError, match="force"):
         scored_formats("cot", CFG, {"force": "think"}, None)
