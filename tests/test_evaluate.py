@@ -12,7 +12,7 @@ from cotlab.analysis.tables import wilson_interval
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.generate import Rows, generate_rows
 from cotlab.formats import DecodeConfig, PromptConfig
-from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats
+from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats, scored_points
 from cotlab.metrics import evaluate_accuracy, reduce_scores, score_rows
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
@@ -139,14 +139,24 @@ def test_per_row_scores_agree_with_the_training_metrics(fmt):
 
 def test_scored_formats_pair_with_and_without_cot():
     plain = scored_formats("cot", CFG, {}, None)
-    assert [(p.format, cross) for p, _, cross in plain] == [("cot", False), ("standard", True)]
-    assert all(d == DecodeConfig() for _, d, _ in plain)  # greedy, the format's own budget
+    assert [(p.format, cross) for p, cross in plain] == [("cot", False), ("standard", True)]
     special_cfg = CFG.model_copy(update={"special_tokens": True, "vocab_size": 32})
     hybrid = scored_formats("hybrid_special_token", special_cfg, {}, None)
-    assert [(p.format, p.force, cross) for p, _, cross in hybrid] == [
+    assert [(p.format, p.force, cross) for p, cross in hybrid] == [
         ("cot_special_token", "think", False), ("standard_special_token", "answer", False)]
     with pytest.raises(ConfigError, match="force"):
         scored_formats("cot", CFG, {"force": "think"}, None)
+
+
+def test_scored_points_cross_the_grid_for_every_format():
+    special_cfg = CFG.model_copy(update={"special_tokens": True, "vocab_size": 32})
+    grid = {"force": [None, "think"], "temperature": [0.0, 0.5]}
+    plan = scored_points("cot_special_token", special_cfg, {}, None, grid, seed=4)
+    assert [(p.format, p.force, d.temperature, cross) for p, d, cross in plan] == [
+        (fmt, force, t, fmt != "cot_special_token") for force in (None, "think") for t in (0.0, 0.5)
+        for fmt in ("cot_special_token", "standard_special_token")]
+    assert {d.seed for _, d, _ in plan} == {4} and scored_points("cot", CFG, {}, None, {}, 0) == [
+        (p, DecodeConfig(), cross) for p, cross in scored_formats("cot", CFG, {}, None)]  # no grid: one point
 
 
 def test_cli_scores_a_run_directory_and_writes_the_analyses(tmp_path):

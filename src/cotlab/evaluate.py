@@ -143,25 +143,31 @@ def grid_value(text: str) -> Any:
     return text
 
 
-def scored_formats(trained: str, data_cfg: DataConfig, overrides: dict[str, Any], formats: list[str] | None,
-                   grid: dict[str, list[Any]] | None = None, seed: int = 0
-                   ) -> list[tuple[PromptConfig, DecodeConfig, bool]]:
-    """(prompt config, decoding config, cross_format) per format and grid point to score: with CoT
-    first, then without; each format at every point of the grid's product, in the grid's order.
-    Every point is checked against the data (one-line ConfigError)."""
+def scored_formats(trained: str, data_cfg: DataConfig, overrides: dict[str, Any],
+                   formats: list[str] | None) -> list[tuple[PromptConfig, bool]]:
+    """(prompt config, cross_format) per format to score: with CoT first, then without."""
     if formats is None:
         formats = evaluated_formats(data_cfg.special_tokens)
-    grid = grid or {}
-    points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     out = []
     for fmt in formats:
+        prompt_cfg = eval_prompt_config(fmt, data_cfg, overrides)  # shared with `cotlab prompts`
         # A mixed-format (hybrid) model has no cross format: it was trained on both forms.
         cross = not FORMATS[trained].mixed and fmt != trained
-        for point in points:
-            prompt_point = {key: value for key, value in point.items() if key in PROMPT_OPTIONS}
-            decode_point = {key: value for key, value in point.items() if key not in PROMPT_OPTIONS}
-            prompt_cfg = eval_prompt_config(fmt, data_cfg, {**overrides, **prompt_point})  # as `cotlab prompts`
-            decode = build(DecodeConfig, {**decode_point, "seed": seed})
+        out.append((prompt_cfg, cross))
+    return out
+
+
+def scored_points(trained: str, data_cfg: DataConfig, overrides: dict[str, Any], formats: list[str] | None,
+                  grid: dict[str, list[Any]], seed: int) -> list[tuple[PromptConfig, DecodeConfig, bool]]:
+    """(prompt config, decoding config, cross_format) at every point of the grid's product (the last
+    key fastest), each point for every scored format (`scored_formats`). Every point is checked
+    against the data (one-line ConfigError)."""
+    out = []
+    for values in itertools.product(*grid.values()):
+        point = dict(zip(grid, values))
+        prompt_point = {key: value for key, value in point.items() if key in PROMPT_OPTIONS}
+        decode = build(DecodeConfig, {**{k: v for k, v in point.items() if k not in PROMPT_OPTIONS}, "seed": seed})
+        for prompt_cfg, cross in scored_formats(trained, data_cfg, {**overrides, **prompt_point}, formats):
             decode.check(data_cfg, prompt_cfg)
             out.append((prompt_cfg, decode, cross))
     return out
@@ -256,7 +262,7 @@ def main(args: argparse.Namespace) -> int:
     check_data_id("eval-data", args.eval_data, dataset, args.data_id)
     data_cfg = dataset.config
     check_eval_data(run_cfg, data_cfg, args.eval_data, args.ood)
-    plan = scored_formats(trained, data_cfg, overrides, formats, grid, args.seed)  # validates before work
+    plan = scored_points(trained, data_cfg, overrides, formats, grid, args.seed)  # validates before work
 
     model = load_hf(run_dir / "final", device=device).eval()
     if model.cfg.vocab_size != data_cfg.vocab_size + offset:
