@@ -1,4 +1,4 @@
-"""cotlab.decode: the KV-cache greedy decoder against repeated full forward passes."""
+"""cotlab.decode: the KV-cache greedy decoder against repeated full forward passes, and sampling."""
 
 import pytest
 import torch
@@ -143,3 +143,43 @@ def test_bad_continuation(model):
     ids, mask = left_padded([4, 2])
     with pytest.raises(ConfigError, match="^continuation="):
         prefill_and_decode(model, ids, mask, 2, continuation=torch.zeros(3, 1, dtype=torch.long))
+
+
+@torch.no_grad()
+def test_a_cold_temperature_samples_the_argmax(model):
+    ids, mask = left_padded([9, 4, 7], seed=7)
+    tokens, logits = greedy_decode(model, ids, mask, max_new_tokens=4)
+    decoded = prefill_and_decode(model, ids, mask, 4, temperature=1e-6, n_samples=3,
+                                 generator=torch.Generator().manual_seed(0))
+    assert torch.equal(decoded.tokens, tokens.repeat_interleave(3, dim=0))  # row b·3 + s: sample s of prompt b
+    torch.testing.assert_close(decoded.logits, logits.repeat_interleave(3, dim=0), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("padded", [False, True])
+def test_samples_share_their_prompts_prefill(model, padded):
+    """n samples from one prefill (the cache's rows repeated) draw exactly what n copies of each prompt
+    draw with the same generator, and the same seed draws the same samples again."""
+    ids, mask = left_padded([10, 6] if padded else [10, 10], seed=8)
+    mask = mask if padded else None
+
+    def sample(prompts, prompt_mask, n, seed):
+        return prefill_and_decode(model, prompts, prompt_mask, 6, temperature=1.0, n_samples=n,
+                                  generator=torch.Generator().manual_seed(seed)).tokens
+
+    shared = sample(ids, mask, 4, 0)
+    copies = sample(ids.repeat_interleave(4, 0), None if mask is None else mask.repeat_interleave(4, 0), 1, 0)
+    assert shared.shape == (8, 6) and torch.equal(shared, copies)
+    assert torch.equal(sample(ids, mask, 4, 0), shared)
+    assert not torch.equal(sample(ids, mask, 4, 1), shared)
+    assert len({tuple(row) for row in shared.tolist()}) > 2  # the samples of a prompt differ
+
+
+def test_bad_sampling_inputs(model):
+    ids, mask = left_padded([4, 2])
+    with pytest.raises(ConfigError, match="^temperature=-1.0: must be >= 0"):
+        prefill_and_decode(model, ids, mask, 2, temperature=-1.0)
+    with pytest.raises(ConfigError, match="^n_samples=0:"):
+        prefill_and_decode(model, ids, mask, 2, temperature=1.0, n_samples=0)
+    with pytest.raises(ConfigError, match="^n_samples=2: must be 1, or more with temperature > 0"):
+        prefill_and_decode(model, ids, mask, 2, n_samples=2)

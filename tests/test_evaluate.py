@@ -11,8 +11,8 @@ import torch
 from cotlab.analysis.tables import wilson_interval
 from cotlab.config import ConfigError, DataConfig
 from cotlab.data.generate import Rows, generate_rows
-from cotlab.formats import PromptConfig
-from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats
+from cotlab.formats import DecodeConfig, PromptConfig
+from cotlab.evaluate import conditional_accuracy, evaluate_format, scored_formats, scored_points
 from cotlab.metrics import evaluate_accuracy, reduce_scores, score_rows
 from cotlab.model import Transformer
 from cotlab.model_config import ModelConfig
@@ -146,6 +146,17 @@ def test_scored_formats_pair_with_and_without_cot():
         ("cot_special_token", "think", False), ("standard_special_token", "answer", False)]
     with pytest.raises(ConfigError, match="force"):
         scored_formats("cot", CFG, {"force": "think"}, None)
+
+
+def test_scored_points_cross_the_grid_for_every_format():
+    special_cfg = CFG.model_copy(update={"special_tokens": True, "vocab_size": 32})
+    grid = {"force": [None, "think"], "temperature": [0.0, 0.5]}
+    plan = scored_points("cot_special_token", special_cfg, {}, None, grid, seed=4)
+    assert [(p.format, p.force, d.temperature, cross) for p, d, cross in plan] == [
+        (fmt, force, t, fmt != "cot_special_token") for force in (None, "think") for t in (0.0, 0.5)
+        for fmt in ("cot_special_token", "standard_special_token")]
+    assert {d.seed for _, d, _ in plan} == {4} and scored_points("cot", CFG, {}, None, {}, 0) == [
+        (p, DecodeConfig(), cross) for p, cross in scored_formats("cot", CFG, {}, None)]  # no grid: one point
 
 
 def test_cli_scores_a_run_directory_and_writes_the_analyses(tmp_path):
@@ -342,3 +353,98 @@ def test_one_pass_runs_each_prompt_token_through_the_model_once(name):
     assert (old, new) == FORWARD_POSITIONS[name]
     if name != "drop_k":
         assert new <= 0.6 * old  # cot: 25 / 47 = 0.53
+
+
+# Paper 2's probes: `--grid`, `--seed` and `--ood` on a run trained in a special-token format.
+SPECIAL_CFG = CFG.model_copy(update={"special_tokens": True, "n_parents": 2, "n_sequences": 12})
+
+
+@pytest.fixture
+def special_run(tmp_path):
+    """A cot_special_token run directory (saved successor model, its eval data point in config.json)
+    and the eval split of that data point."""
+    from cotlab.checkpoint import save_hf
+    from cotlab.data.store import open_dataset, write_dataset
+
+    write_dataset(tmp_path / "eval", SPECIAL_CFG, "eval")
+    run_dir = tmp_path / "run"
+    save_hf(successor_model(), run_dir / "final")
+    eval_data = open_dataset(tmp_path / "eval").config.to_dict()  # as `cotlab train` records it
+    (run_dir / "config.json").write_text(json.dumps({"train": {"prompt": {"format": "cot_special_token"}},
+                                                     "precision": "fp32", "eval_data": eval_data}))
+    return run_dir, tmp_path / "eval"
+
+
+def test_grid_scores_every_point_of_the_product(special_run):
+    from cotlab.data.store import open_dataset
+
+    run_dir, eval_data = special_run
+    assert evaluate_cli(run_dir, eval_data, "--formats", "cot_special_token", "--grid", "force=none,think",
+                        "--grid", "max_new_tokens=none,12") == 0
+    table = pd.read_parquet(run_dir / "e.parquet")
+    # C = 2: the free budget is C+5 = 7, forced to think C+4 = 6; the grid's order, the last key fastest.
+    assert list(zip(table["force"], table["max_new_tokens"])) == [("", 7), ("", 12), ("think", 6), ("think", 12)]
+    assert (table["temperature"] == 0.0).all() and (table["n_samples"] == 1).all() and (table["drop_k"] == 0).all()
+    assert (table["drop_strategy"] == "first_k").all() and (table["format"] == "cot_special_token").all()
+    rows = open_dataset(eval_data).read(0, 12)
+    for _, row in table.iterrows():
+        prompt_cfg = PromptConfig(format="cot_special_token", force=row["force"] or None)
+        budget = None if row["max_new_tokens"] in (6, 7) else 12
+        expected = evaluate_format(successor_model(), rows, SPECIAL_CFG, prompt_cfg, batch_size=64, device="cpu",
+                                   decode=DecodeConfig(max_new_tokens=budget))
+        for name in ("answer_acc", "answer_acc_offline", "format_acc", "format_acc_offline", "length_p10",
+                     "length_p50", "length_p90", "eval_loss", "chain_acc_0", "answer_acc_offline_hi",
+                     "format_acc_offline_lo"):
+            assert row[name] == pytest.approx(expected[name], nan_ok=True), name
+
+
+def test_grid_samples_with_the_seed(special_run):
+    run_dir, eval_data = special_run
+    out = []
+    for seed in ("3", "3"):
+        assert evaluate_cli(run_dir, eval_data, "--grid", "temperature=0.5", "--grid", "n_samples=2",
+                            "--seed", seed) == 0
+        out.append(pd.read_parquet(run_dir / "e.parquet"))
+    assert out[0]["format"].tolist() == ["cot_special_token", "standard_special_token"]  # the defaults, forced
+    assert out[0]["force"].tolist() == ["think", "answer"]
+    assert (out[0]["temperature"] == 0.5).all() and (out[0]["n_samples"] == 2).all()
+    pd.testing.assert_frame_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--grid", "drop_k=0,3"], "error: drop_k=3: must be <= n_examples-1=2"),  # K = 3
+    (["--grid", "beam=2"], "grid='beam=2': must look like KEY=V1,V2,... with KEY one of drop_k"),
+    (["--grid", "force=think", "--grid", "force=answer"], "gives force a second time"),
+    (["--grid", "temperature="], "needs comma-separated values, each once"),
+    (["--grid", "drop_k=1,1"], "needs comma-separated values, each once"),
+    (["--grid", "drop_k=1", "--set", "drop_k=0"], "grid='drop_k': is also given by --set"),
+    (["--grid", "n_samples=4"], "n_samples=4: needs temperature > 0"),
+    (["--grid", "temperature=-1"], "temperature=-1.0: must be a finite number >= 0"),
+    (["--grid", "max_new_tokens=5", "--formats", "cot_special_token"],
+     "max_new_tokens=5: must be >= 6, the shortest well-formed generation of cot_special_token forced to think"),
+    (["--grid", "max_new_tokens=1.5"], "max_new_tokens="),
+    (["--seed", "-1", "--grid", "temperature=1"], "seed=-1: must be an integer seed"),
+])
+def test_bad_grid_points_fail_before_any_work(special_run, capsys, args, message):
+    run_dir, eval_data = special_run
+    assert evaluate_cli(run_dir, eval_data, *args) == 2
+    assert message in one_error_line(capsys)
+    assert not (run_dir / "e.parquet").exists()
+
+
+def test_ood_accepts_other_shapes_only(special_run, capsys):
+    from cotlab.data.store import write_dataset
+
+    run_dir, eval_data = special_run
+    shapes, other = eval_data.parent / "k5", eval_data.parent / "seed7"
+    write_dataset(shapes, SPECIAL_CFG.model_copy(update={"n_examples": 5, "chain_length": 3}), "eval")
+    write_dataset(other, SPECIAL_CFG.model_copy(update={"seed": 7}), "eval")
+    assert evaluate_cli(run_dir, shapes, "--formats", "cot_special_token") == 2  # without --ood: today's check
+    assert "is another data point than the run's eval split" in one_error_line(capsys)
+    assert evaluate_cli(run_dir, shapes, "--ood", "--formats", "cot_special_token", "--grid", "drop_k=0,4") == 0
+    table = pd.read_parquet(run_dir / "e.parquet")
+    assert table["drop_k"].tolist() == [0, 4] and table["max_new_tokens"].tolist() == [7, 7]  # C = 3 there
+    assert "chain_acc_2" in table and table["n"].tolist() == [12, 12]
+    assert evaluate_cli(run_dir, other, "--ood") == 2
+    err = one_error_line(capsys)
+    assert "may differ from the run's eval split only in n_inputs" in err and "'seed': 42" in err

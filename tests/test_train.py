@@ -117,10 +117,13 @@ def test_special_token_format_trains_and_scores(data, tmp_path):
         args += ["--set", item]
     assert cli(args) == 0
     metrics = pd.read_parquet(out / "metrics.parquet")
-    assert {"format_acc", "gen_len_p50", "chain_acc_1"} <= set(metrics.columns)
+    assert {"format_acc", "answer_acc_offline", "format_acc_offline", "length_p10", "length_p50", "length_p90",
+            "chain_acc_1"} <= set(metrics.columns)
     assert metrics["n_eval"].tolist() == [64, 64]
     assert ((metrics["format_acc"] >= 0) & (metrics["format_acc"] <= 1)).all()
-    assert (metrics["gen_len_p50"] <= 2 + 5).all()  # at most C+5 generated tokens
+    assert ((1 <= metrics["length_p10"]) & (metrics["length_p10"] <= metrics["length_p50"])
+            & (metrics["length_p50"] <= metrics["length_p90"]) & (metrics["length_p90"] <= 2 + 5)).all()  # <= C+5
+    assert (metrics["format_acc_offline"] >= metrics["format_acc"]).all()  # the offline rule checks less
 
 
 class Oracle(torch.nn.Module):

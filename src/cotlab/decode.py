@@ -1,8 +1,12 @@
-"""Greedy decoding with a preallocated KV cache, kept apart from the model (nanochat `engine.py`).
+"""Greedy or sampled decoding with a preallocated KV cache, kept apart from the model (nanochat `engine.py`).
 
 The prompt batch is prefilled in one forward pass, then each step feeds one token per row and
 reads/writes the static cache. Left-padded prompts are supported: each row's RoPE positions
 continue from its own prompt length, and padded slots stay masked for every later step.
+
+Sampling (`temperature` > 0) draws each token from softmax(logits / temperature) with the caller's
+torch.Generator; `n_samples` generations of a prompt share its prefill: the cache's rows are
+repeated after it, so the prompt goes through the model once however many samples there are.
 
 `prefill_and_decode` can also teacher-force a continuation after the prompt (evaluation's loss
 on the reference target, `cotlab.metrics.score_rows`): it is fed into the cache after the prefill,
@@ -82,6 +86,13 @@ class KVCache:
         self.next_position.copy_(position)
         self.key_valid[:, self.length:] = True
 
+    def repeat_rows(self, n: int) -> None:
+        """Row b becomes rows b·n .. b·n+n-1 (the same filled slots), e.g. n samples of one prompt."""
+        self.k = self.k.repeat_interleave(n, dim=1)  # (L, B·n, G, max_len, Dh)
+        self.v = self.v.repeat_interleave(n, dim=1)
+        self.key_valid = self.key_valid.repeat_interleave(n, dim=0)  # (B·n, max_len)
+        self.next_position = self.next_position.repeat_interleave(n, dim=0)  # (B·n,)
+
     def insert_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, G, T, Dh) into the next T slots -> this layer's keys, values (B, G, S, Dh)."""
@@ -103,8 +114,8 @@ def activation_dtype(model: Transformer, device: torch.device) -> torch.dtype:
 class Decoded(NamedTuple):
     """What `prefill_and_decode` returns (B rows, Tp prompt slots, Tc continuation tokens, n new tokens)."""
 
-    tokens: torch.Tensor  # (B, n) int64: the greedy tokens
-    logits: torch.Tensor  # (B, n, V) float32: logits[:, i] produced tokens[:, i]
+    tokens: torch.Tensor  # (B·S, n) int64: row b·S + s is sample s of prompt b (S = n_samples)
+    logits: torch.Tensor  # (B·S, n, V) float32: logits[:, i] produced tokens[:, i]
     prompt_logits: torch.Tensor  # (B, Tp, V) float32: the prefill's logits at every prompt slot
     continuation_logits: torch.Tensor | None  # (B, Tc, V) float32: teacher-forced continuation; None without
 
@@ -112,9 +123,14 @@ class Decoded(NamedTuple):
 @torch.no_grad()
 def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
                        max_new_tokens: int = 1, stop_id: int | None = None,
-                       continuation: torch.Tensor | None = None) -> Decoded:
+                       continuation: torch.Tensor | None = None, temperature: float = 0.0,
+                       n_samples: int = 1, generator: torch.Generator | None = None) -> Decoded:
     """Greedy decoding (`greedy_decode`) that also keeps the prefill's logits of every prompt slot
     and, given `continuation` (B, Tc) int64, teacher-forces it after the prompt.
+
+    With `temperature` > 0 each token is sampled (`next_tokens`, drawn from `generator`), and each
+    prompt is decoded `n_samples` times from one prefill: the returned tokens and logits have
+    B·n_samples rows, sample s of prompt b in row b·n_samples + s.
 
     The continuation is one forward of Tc tokens into the cache right after the prefill; the cache
     is then rewound to the prompt and decoding continues exactly as without it (the prompt's keys
@@ -128,6 +144,10 @@ def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask
         fail("prompt_ids", f"{tuple(prompt_ids.shape)} {prompt_ids.dtype}", "must be (B, Tp>0) int64")
     if max_new_tokens < 1:
         fail("max_new_tokens", max_new_tokens, "must be a positive integer")
+    if not temperature >= 0:
+        fail("temperature", temperature, "must be >= 0 (0 = greedy)")
+    if n_samples < 1 or (n_samples > 1 and temperature == 0):
+        fail("n_samples", n_samples, "must be 1, or more with temperature > 0")
     if prompt_mask is not None:
         if prompt_mask.shape != prompt_ids.shape or prompt_mask.dtype != torch.bool:
             fail("prompt_mask", f"{tuple(prompt_mask.shape)} {prompt_mask.dtype}",
@@ -150,19 +170,30 @@ def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask
         continuation_logits = model(continuation, None, cache)  # (B, Tc, V): teacher-forced
         cache.rewind(prompt_end)
     logits = prompt_logits[:, -1]  # (B, V)
-    stopped = torch.zeros(B, dtype=torch.bool, device=device)  # (B,)
+    if n_samples > 1:  # every sample continues from its prompt's prefill
+        cache.repeat_rows(n_samples)
+        logits = logits.repeat_interleave(n_samples, dim=0)  # (B·S, V)
+    stopped = torch.zeros(logits.size(0), dtype=torch.bool, device=device)  # (B·S,)
     tokens, step_logits = [], []
     for step in range(max_new_tokens):
-        next_token = logits.argmax(dim=-1)  # (B,)
+        next_token = next_tokens(logits, temperature, generator)  # (B·S,)
         if stop_id is not None:
             next_token = next_token.masked_fill(stopped, stop_id)
             stopped |= next_token == stop_id
         tokens.append(next_token)
         step_logits.append(logits)
         if step + 1 < max_new_tokens:
-            logits = model(next_token[:, None], None, cache)[:, -1]  # (B, V): one cached step
-    return Decoded(torch.stack(tokens, dim=1), torch.stack(step_logits, dim=1),  # (B, n), (B, n, V)
+            logits = model(next_token[:, None], None, cache)[:, -1]  # (B·S, V): one cached step
+    return Decoded(torch.stack(tokens, dim=1), torch.stack(step_logits, dim=1),  # (B·S, n), (B·S, n, V)
                    prompt_logits, continuation_logits)
+
+
+def next_tokens(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    """(R, V) logits -> (R,) int64: the argmax at temperature 0, else a draw from softmax(logits / temperature)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (R, V), fp32 whatever the autocast
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
@@ -180,4 +211,4 @@ def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: tor
     return decoded.tokens, decoded.logits
 
 
-__all__ = ["Decoded", "KVCache", "greedy_decode", "prefill_and_decode"]
+__all__ = ["Decoded", "KVCache", "greedy_decode", "next_tokens", "prefill_and_decode"]

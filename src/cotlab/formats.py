@@ -1,8 +1,9 @@
-"""Prompt formats: the one table of what each format is, and the prompt config (docs/architecture.md).
+"""Prompt formats: the one table of what each format is, the prompt config and the decoding config
+(docs/architecture.md).
 
 Every module that needs a fact about a format (which ones carry chain-of-thought, which need the
 special tokens, how long a sequence is, how `cotlab evaluate` forces it, which slug a run id uses)
-reads it from `FORMATS` here. Torch-free: the workflow validates prompt configs at planning time.
+reads it from `FORMATS` here. Torch-free: the workflow validates prompt and decoding configs at planning time.
 
 Letters: K examples (the query included), N inputs, C chain tokens.
 """
@@ -15,7 +16,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from cotlab.config import DataConfig, Section, fail
+from cotlab.config import DataConfig, Section, check_seed, fail
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,66 @@ class PromptConfig(Section):
             fail("drop_k", self.drop_k, f"must be <= n_examples-1={fewest - 1} demonstrations")
 
 
-def max_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:
-    """Decoding budget: C (cot), 1 (standard), C+5 minus a forced token (special-token formats)."""
+# Caps that make a typo fail at once instead of allocating a huge KV cache (B·n_samples rows of
+# prompt + max_new_tokens slots); far above paper 2's 100 tokens and 16 samples.
+MAX_NEW_TOKENS, MAX_SAMPLES = 10_000, 1024
+
+
+class DecodeConfig(Section):
+    """How evaluation decodes a prompt (docs/evaluation.md, "Decoding"); the default is greedy."""
+
+    max_new_tokens: int | None = None
+    """Budget; null = the format's own (`max_new_tokens`); an int = up to that many tokens, stopping
+    at ⟨eos⟩ in the special-token formats (paper 2: 100)."""
+    temperature: float = 0.0
+    """0 = greedy argmax; > 0 = sample from softmax(logits / temperature)."""
+    n_samples: int = 1
+    """Generations per prompt; the answer is their majority vote (needs temperature > 0 when > 1)."""
+    seed: int = 0
+    """Seed of the sampling generator (results repeat for the same seed, batch size and device)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> DecodeConfig:
+        if self.max_new_tokens is not None and not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS:
+            fail("max_new_tokens", self.max_new_tokens, f"must be null or an integer in [1, {MAX_NEW_TOKENS}]")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            fail("temperature", self.temperature, "must be a finite number >= 0 (0 = greedy)")
+        if not 1 <= self.n_samples <= MAX_SAMPLES:
+            fail("n_samples", self.n_samples, f"must be an integer in [1, {MAX_SAMPLES}]")
+        if self.n_samples > 1 and self.temperature == 0:
+            fail("n_samples", self.n_samples, "needs temperature > 0 (greedy samples are all the same)")
+        check_seed("seed", self.seed)
+        return self
+
+    @property
+    def sampled(self) -> bool:
+        return self.temperature > 0
+
+    def check(self, data_cfg: DataConfig, prompt_cfg: PromptConfig) -> None:
+        """Raise a one-line ConfigError when the budget cannot hold a well-formed generation."""
+        shortest = min_new_tokens(data_cfg, prompt_cfg)
+        if self.max_new_tokens is not None and self.max_new_tokens < shortest:
+            forced = f" forced to {prompt_cfg.force}" if prompt_cfg.force else ""
+            fail("max_new_tokens", self.max_new_tokens, f"must be >= {shortest}, the shortest well-formed "
+                 f"generation of {prompt_cfg.format}{forced}")
+
+
+def max_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig, budget: int | None = None) -> int:
+    """Decoding budget: `budget` when given, else C (cot), 1 (standard), C+5 minus a forced token
+    (special-token formats: the longest form of the query's rest); C is the largest chain length."""
+    if budget is not None:
+        return budget
+    C = data_cfg.largest("chain_length")
     if not prompt_cfg.special:
-        return prompt_cfg.spec.chain_columns(data_cfg.chain_length)
-    return data_cfg.chain_length + 5 - (prompt_cfg.force is not None)
+        return prompt_cfg.spec.chain_columns(C)
+    return C + 5 - (prompt_cfg.force is not None)
+
+
+def min_new_tokens(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> int:
+    """The shortest well-formed generation: C (cot), 1 (standard); special-token formats: y ⟨ae⟩ ⟨eos⟩
+    when forced to answer, y_1..y_{C-1} ⟨te⟩ ⟨as⟩ y ⟨ae⟩ ⟨eos⟩ when forced to think (largest C),
+    else ⟨as⟩ y ⟨ae⟩ ⟨eos⟩."""
+    C = data_cfg.largest("chain_length")
+    if not prompt_cfg.special:
+        return prompt_cfg.spec.chain_columns(C)
+    return {"answer": 3, "think": C + 4, None: 4}[prompt_cfg.force]

@@ -82,7 +82,7 @@ from cotlab.config import ConfigError, fail
 from cotlab.data.loader import TrainLoader, load_rows
 from cotlab.data.prompts import IGNORE
 from cotlab.distributed import all_reduce_min, all_reduce_sum, barrier, broadcast, init
-from cotlab.formats import FORMATS
+from cotlab.formats import FORMATS, DecodeConfig
 from cotlab.metrics import evaluate_accuracy
 from cotlab.model import Transformer
 from cotlab.precision import set_precision
@@ -317,7 +317,8 @@ class Trainer:
         with self.autocast:
             scores = evaluate_accuracy(self.model, self.eval_rows, self.job.train_data.config, cfg.prompt,
                                        batch_size=cfg.eval_batch_size, device=self.device, rank=self.rank,
-                                       world_size=self.world_size)
+                                       world_size=self.world_size,
+                                       decode=DecodeConfig(max_new_tokens=cfg.eval_max_new_tokens))
             analyses = self.analyse() if self.rank == 0 else {}
         self.sync_state(step)
         n_eval = int(scores.pop("n"))

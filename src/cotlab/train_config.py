@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from cotlab.config import Section, check_seed, fail, require_positive
-from cotlab.formats import PromptConfig
+from cotlab.config import Section, build, check_seed, fail, require_positive
+from cotlab.formats import DecodeConfig, PromptConfig
 from cotlab.model_config import MODEL_SIZES
 
 # Ids shifted past this would only build a huge, mostly unused embedding (V + offset rows); a
@@ -48,6 +48,9 @@ class TrainConfig(Section):
     """Eval sequences: the first n_eval rows of the eval split; null = all of it."""
     eval_batch_size: int = 256
     """Eval prompts decoded together per rank."""
+    eval_max_new_tokens: int | None = None
+    """Decoding budget of the in-training eval: null = the format's own (docs/evaluation.md,
+    "Decoding"); an int = up to that many tokens, stopping at ⟨eos⟩ (paper 2: 100)."""
     analysis_n: int = 256
     """Eval sequences (the first ones, at most n_eval) teacher-forced for parent_prec; 0 = skip."""
     precision: Literal["auto", "fp32", "tf32", "bf16"] = "auto"
@@ -90,6 +93,7 @@ class TrainConfig(Section):
         check_seed("seed", self.seed)
         if not (math.isfinite(self.checkpoint_interval_s) and self.checkpoint_interval_s > 0):
             fail("checkpoint_interval_s", self.checkpoint_interval_s, "must be a positive finite number of seconds")
+        build(DecodeConfig, {"max_new_tokens": self.eval_max_new_tokens}, prefix="eval_")
         if not (math.isfinite(self.collective_timeout_s) and self.collective_timeout_s > 0):
             fail("collective_timeout_s", self.collective_timeout_s, "must be a positive finite number")
         if self.prompt.offset > MAX_PROMPT_OFFSET:
