@@ -77,6 +77,24 @@ def test_stop_id_rows_keep_emitting_it(model):
         assert torch.all(tokens[row, first:] == stop)
 
 
+def test_early_stop_when_every_row_has_stopped(model):
+    """A long budget ends once all rows emitted stop_id (after min_steps): same tokens, fewer steps."""
+    ids, _ = left_padded([8, 8, 8], seed=3)  # this untrained model repeats one token: 21, 21, 14
+    free, _ = greedy_decode(model, ids, max_new_tokens=40)
+    stop = int(free[0, 0])
+    assert (free[1] == stop).any() and not (free[2] == stop).any()
+    never = prefill_and_decode(model, ids, None, 40, stop_id=stop, min_steps=2)  # row 2 never stops
+    assert never.logits.size(1) == 40
+    ids = ids[:2]
+    full = prefill_and_decode(model, ids, None, 40, stop_id=stop)
+    short = prefill_and_decode(model, ids, None, 40, stop_id=stop, min_steps=2)
+    assert torch.equal(full.tokens, short.tokens) and short.tokens.shape == (2, 40)
+    n = short.logits.size(1)
+    stopped_at = int((full.tokens == stop).int().argmax(dim=1).max())  # last row's first stop
+    assert n == 4 and stopped_at == 0  # the first look (STOP_CHECK = 4 steps) finds every row stopped
+    assert torch.equal(short.logits, full.logits[:, :n])
+
+
 @torch.no_grad()
 def test_decode_under_bf16_autocast(model):
     ids, mask = left_padded([10, 6], seed=3)

@@ -52,3 +52,5 @@ def test_bad_budgets_are_named(data, tmp_path, capsys):
     assert train(data, tmp_path / "short", "eval_max_new_tokens=3") == 2  # unforced: ⟨as⟩ y ⟨ae⟩ ⟨eos⟩
     err = capsys.readouterr().err.strip()
     assert err.endswith("max_new_tokens=3: must be >= 4, the shortest well-formed generation of hybrid_special_token")
+    assert err.endswith("eval_max_new_tokens=3: must be >= 4, the shortest well-formed generation of hybrid_special_token")
+    assert not (tmp_path / "short").exists()  # refused before any work: no config.json to block a fixed rerun

@@ -393,7 +393,7 @@ def check_runs(runs: list[Run]) -> None:
     for run in runs:
         try:
             cfg = build(TrainConfig, run.train, prefix="train.")
-            cfg.prompt.check(build(DataConfig, run.data.split_config("train")))
+            cfg.check_data(build(DataConfig, run.data.split_config("train")))
         except ConfigError as exc:
             raise ConfigError(f"{run.experiment} run {run.run_id}: {exc}") from None
 

@@ -31,6 +31,9 @@ from cotlab.config import fail
 from cotlab.model import Transformer, positions_from_mask
 
 
+STOP_CHECK = 4  # decoding steps between two looks at whether every row has stopped
+
+
 class KVCache:
     """Keys and values of every layer for B sequences of up to `max_len` slots, allocated once.
 
@@ -124,13 +127,20 @@ class Decoded(NamedTuple):
 def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None = None,
                        max_new_tokens: int = 1, stop_id: int | None = None,
                        continuation: torch.Tensor | None = None, temperature: float = 0.0,
-                       n_samples: int = 1, generator: torch.Generator | None = None) -> Decoded:
+                       n_samples: int = 1, generator: torch.Generator | None = None,
+                       min_steps: int | None = None) -> Decoded:
     """Greedy decoding (`greedy_decode`) that also keeps the prefill's logits of every prompt slot
     and, given `continuation` (B, Tc) int64, teacher-forces it after the prompt.
 
     With `temperature` > 0 each token is sampled (`next_tokens`, drawn from `generator`), and each
     prompt is decoded `n_samples` times from one prefill: the returned tokens and logits have
     B·n_samples rows, sample s of prompt b in row b·n_samples + s.
+
+    With `stop_id` and `min_steps`, decoding ends early once every row has emitted `stop_id` and at
+    least `min_steps` tokens are decoded (looked at every STOP_CHECK steps: each look waits for the
+    device): the tokens are filled up to max_new_tokens with `stop_id`, exactly what the remaining
+    steps would have produced, and the logits cover the decoded steps only. Paper 2's budget of 100
+    tokens then costs what the longest generation of the batch needs.
 
     The continuation is one forward of Tc tokens into the cache right after the prefill; the cache
     is then rewound to the prompt and decoding continues exactly as without it (the prompt's keys
@@ -182,9 +192,14 @@ def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask
             stopped |= next_token == stop_id
         tokens.append(next_token)
         step_logits.append(logits)
+        if (stop_id is not None and min_steps is not None and step + 1 >= min_steps
+                and (step + 1) % STOP_CHECK == 0 and bool(stopped.all())):
+            tokens.append(torch.full((len(stopped), max_new_tokens - step - 1), stop_id, device=device))
+            break
         if step + 1 < max_new_tokens:
             logits = model(next_token[:, None], None, cache)[:, -1]  # (B·S, V): one cached step
-    return Decoded(torch.stack(tokens, dim=1), torch.stack(step_logits, dim=1),  # (B·S, n), (B·S, n, V)
+    return Decoded(torch.cat([t.view(len(stopped), -1) for t in tokens], dim=1),  # (B·S, n)
+                   torch.stack(step_logits, dim=1),  # (B·S, n decoded, V)
                    prompt_logits, continuation_logits)
 
 

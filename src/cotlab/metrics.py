@@ -188,7 +188,7 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
         continuation = None if layout is None else target[:, :-1].clamp(min=0)  # (B, Tt-1)
         decoded = prefill_and_decode(model, prompt_ids, prompt_mask, n_new, stop_id=special.get("eos"),
                                      continuation=continuation, temperature=decode.temperature,
-                                     n_samples=S, generator=generator)
+                                     n_samples=S, generator=generator, min_steps=min(target.size(1), n_new))
         tokens, logits = decoded.tokens, decoded.logits  # (B·S, n), (B·S, n, V)
         if layout is None:
             del decoded  # free the prefill's logits before the second forward

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from cotlab.config import Section, build, check_seed, fail, require_positive
+from cotlab.config import ConfigError, DataConfig, Section, build, check_seed, fail, require_positive
 from cotlab.formats import DecodeConfig, PromptConfig
 from cotlab.model_config import MODEL_SIZES
 
@@ -100,3 +100,15 @@ class TrainConfig(Section):
             fail("prompt.offset", self.prompt.offset, f"must be <= {MAX_PROMPT_OFFSET:,} (the model gets "
                  "vocab_size + offset embedding rows)")
         return self
+
+    def check_data(self, data_cfg: DataConfig) -> None:
+        """One-line ConfigErrors when the prompt or the in-training eval's budget cannot serve `data_cfg`
+        (before any work: `cotlab train` and the workflow's planning)."""
+        try:
+            self.prompt.check(data_cfg)
+        except ConfigError as exc:
+            raise ConfigError(f"prompt.{exc}") from None
+        try:
+            build(DecodeConfig, {"max_new_tokens": self.eval_max_new_tokens}).check(data_cfg, self.prompt)
+        except ConfigError as exc:
+            raise ConfigError(f"eval_{exc}") from None

@@ -75,10 +75,7 @@ def prepare(data: str, eval_data: str, out: str, config: str | None, sets: list[
         if key != "n_sequences" and theirs[key] != value:
             fail("--eval-data", eval_data, f"must hold the same data point as --data ({key} is "
                  f"{theirs[key]!r} there, {value!r} in --data)")
-    try:
-        cfg.prompt.check(data_cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"prompt.{exc}") from None
+    cfg.check_data(data_cfg)
 
     n_train = train_data.n_rows if cfg.n_train is None else cfg.n_train
     if n_train < cfg.batch_size:
