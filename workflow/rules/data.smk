@@ -13,11 +13,14 @@ rule generate:
     resources:
         mem_mb=RES["generate"].mem_mb,
         runtime=RES["generate"].runtime,
+        gpu=RES["generate"].gpus,
     params:
         data=lambda wc: cli_sets(split_config(wc)),
+        # chain tokens on the GPU where the scale gives generate one; the workers draw on the CPU
+        device="cuda" if RES["generate"].gpus else "cpu",
     shell:
         "cotlab generate --out {output} --split {wildcards.split} {params.data} --workers {threads}"
-        " > {log} 2>&1"
+        " --device {params.device} > {log} 2>&1"
 
 
 rule coverage:
