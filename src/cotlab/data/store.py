@@ -33,7 +33,9 @@ import os
 import shutil
 import stat
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -264,10 +266,15 @@ def _write_split(tmp: Path, cfg: DataConfig, split: str, split_seed: int, chunk_
     if progress is not None:
         pieces = (_report(piece, progress) for piece in pieces)
     shards = []
-    for i, rows in enumerate(_shards(pieces)):
-        table = rows_to_table(rows, cfg)
-        pq.write_table(table, tmp / shard_name(i), **PARQUET_OPTIONS)
-        shards.append({"file": shard_name(i), "rows": len(rows), "content_sha256": content_hash(table)})
+    # Parquet encoding and hashing (both release the GIL) overlap the next shard's generation in one
+    # writer thread; at most two shards wait for it, so memory stays within preflight's three shards.
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending: deque[Future] = deque()
+        for i, rows in enumerate(_shards(pieces)):
+            if len(pending) == 2:
+                shards.append(pending.popleft().result())
+            pending.append(writer.submit(_write_shard, tmp, i, rows, cfg))
+        shards.extend(future.result() for future in pending)
 
     manifest = {
         "format": FORMAT,
@@ -291,6 +298,13 @@ def _write_split(tmp: Path, cfg: DataConfig, split: str, split_seed: int, chunk_
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _write_shard(tmp: Path, i: int, rows: Rows, cfg: DataConfig) -> dict[str, Any]:
+    """Shard i of a split: its Parquet file in tmp and its manifest entry."""
+    table = rows_to_table(rows, cfg)
+    pq.write_table(table, tmp / shard_name(i), **PARQUET_OPTIONS)
+    return {"file": shard_name(i), "rows": len(rows), "content_sha256": content_hash(table)}
 
 
 def _report(piece: Rows, progress: Callable[[int], Any]) -> Rows:
