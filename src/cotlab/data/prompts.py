@@ -146,7 +146,7 @@ def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_r
     """
     if pad not in ("left", "right"):
         fail("pad", pad, "must be 'left' or 'right'")
-    if not isinstance(bucket, int) or bucket < 1:
+    if not isinstance(bucket, (int, np.integer)) or bucket < 1:
         fail("bucket", bucket, "must be a positive integer")
     prompt_cfg.check(data_cfg)
     _check_rows(rows, data_cfg)
