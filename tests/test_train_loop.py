@@ -49,8 +49,7 @@ def reference_loop(data, out, sets: list[str]) -> tuple[dict[str, torch.Tensor],
     for step in range(1, job.steps + 1):
         batch = loader.next_batch()
         labels = batch["labels"][:, 1:]  # (B, T-1)
-        mask = None if batch["attention_mask"].all() else batch["attention_mask"]
-        logits = model(batch["input_ids"], mask)  # (B, T, V)
+        logits = model(batch["input_ids"])  # (B, T, V); right-padded batches need no mask
         ce_sum = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="sum")
         labelled = (labels != IGNORE).sum()
         optimizer.zero_grad()

@@ -144,22 +144,26 @@ def step_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], world_size
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Forward one rank's share of a global batch -> (loss to backpropagate, CE sum, global counts).
 
-    `batch` is a loader batch on the CPU (pinned for CUDA, so the copies do not wait). counts =
+    `batch` is a loader batch on the CPU (pinned for CUDA, so the copies do not wait), right-padded:
+    the model then runs purely causal with no mask (positions 0..T-1 are every row's own, and no
+    real token attends to the padding after it), so SDPA takes its fused kernels. counts =
     [labelled tokens, real input tokens] of the whole global batch (int64, all ranks), counted on the
     device and, on GPUs, summed over the ranks while the forward runs: no host round trip. DDP averages
     gradients over ranks; the loss is scaled by world_size to turn that average into a sum, so the
     gradient is that of (global CE sum) / (global labelled tokens), as on one process.
     """
+    host_mask = batch["attention_mask"]  # (B, T) bool
+    if (host_mask[:, 1:] & ~host_mask[:, :-1]).any():  # a real token after padding: left-padded
+        raise ValueError("step_loss needs right-padded batches (TrainLoader's), got padding before a real token")
     input_ids = batch["input_ids"].to(device, non_blocking=True)  # (B, T)
     labels = batch["labels"].to(device, non_blocking=True)[:, 1:]  # (B, T-1): the target of position t is token t+1
-    attention_mask = batch["attention_mask"].to(device, non_blocking=True)  # (B, T)
+    attention_mask = host_mask.to(device, non_blocking=True)  # (B, T)
     counts = torch.stack([(labels != IGNORE).sum(), attention_mask.sum()])  # (2,) this rank's
     summing = dist.all_reduce(counts, async_op=True) if world_size > 1 else None
     if summing is not None and device.type == "cpu":
         summing.wait()  # gloo: no stream to defer to, and a stalled rank then times out in this collective
-    mask = None if batch["attention_mask"].all() else attention_mask  # decided on the host copy
     with autocast:
-        logits = model(input_ids, mask)  # (B, T, V) float32
+        logits = model(input_ids)  # (B, T, V) float32; padding columns only feed ignored labels
     ce_sum = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="sum")
     if summing is not None:
         summing.wait()  # NCCL: the stream waits, not the host

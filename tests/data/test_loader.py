@@ -159,8 +159,10 @@ def test_real_hybrid_dataset_pads_and_resumes(tmp_path):
     loader = TrainLoader(dataset, hybrid, batch_size=8, seed=2, rank=1, world_size=2)
     batches = [loader.next_batch() for _ in range(5)]  # 40 rows: crosses the epoch boundary at 24
     for batch in batches:
-        padding = ~batch["attention_mask"]
-        assert (batch["input_ids"][padding] == pad).all() and (batch["labels"][padding] == -100).all()
+        mask = batch["attention_mask"]
+        assert torch.equal(mask, torch.arange(mask.shape[1]) < mask.sum(axis=1, keepdim=True))  # right-padded
+        assert (batch["input_ids"][~mask] == pad).all() and (batch["labels"][~mask] == -100).all()
+        assert mask.shape[1] == 1 + 4 * (3 + 2 + 7)  # the format's longest sequence caps the 64 bucket
     assert any((~batch["attention_mask"]).any() for batch in batches)  # lengths did differ
     resumed = TrainLoader(dataset, hybrid, batch_size=8, seed=2, rank=1, world_size=2)
     replay = TrainLoader(dataset, hybrid, batch_size=8, seed=2, rank=1, world_size=2)
@@ -168,4 +170,5 @@ def test_real_hybrid_dataset_pads_and_resumes(tmp_path):
         replay.next_batch()
     resumed.load_state_dict(replay.state_dict())
     for expected in batches[2:]:
-        assert torch.equal(resumed.next_batch()["input_ids"], expected["input_ids"])
+        got = resumed.next_batch()
+        assert all(torch.equal(got[key], expected[key]) for key in expected)

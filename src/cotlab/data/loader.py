@@ -11,6 +11,12 @@ permuted over the split, cotlab.data.prompts.recipe_slot), so the CoT share stay
 Only one shard is held in memory. The stream of rows runs on across epoch boundaries, so a batch
 may end one epoch and start the next and no row is ever dropped.
 
+Batches are rendered right-padded into length buckets (`render_train(pad="right", bucket=BUCKET)`):
+special-token rows differ in length, and with the padding after each row's last token a causal
+model needs no attention mask (real tokens never attend to later columns, and positions 0..T-1 are
+each row's own), while T takes only the values BUCKET, 2·BUCKET, ... and the format's longest
+sequence, so torch.compile sees a few shapes. Plain formats have rows of one length and no padding.
+
 Distributed: every rank walks the same global stream; of each global batch of `batch_size` rows,
 rank r renders rows [r*b, (r+1)*b), b = batch_size // world_size. The state is the pair
 (epoch, position) of the next global row, identical on every rank.
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
     from cotlab.data.store import Dataset
 
 LOADER_KEY = 3  # spawn-key prefix of the loader's streams
+BUCKET = 64  # training batches are padded to a multiple of this many tokens (or the longest possible)
 
 
 class TrainLoader:
@@ -65,12 +72,17 @@ class TrainLoader:
         self._shard: tuple[int, int, Rows] | None = None  # (epoch, shard, its rows in epoch order)
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        """This rank's share of the next global batch: input_ids, labels (B, T) int64, attention_mask (B, T) bool."""
+        """This rank's share of the next global batch: input_ids, labels (B, T) int64, attention_mask (B, T) bool.
+
+        Right-padded (pad id, label -100, mask False) to T = a multiple of BUCKET or the format's
+        longest sequence (module docstring).
+        """
         b = self.batch_size // self.world_size
         epoch, position = self._advance(self.epoch, self.position, self.rank * b)
         rows = self._read(epoch, position, b)
         self.epoch, self.position = self._advance(self.epoch, self.position, self.batch_size)
-        batch = render_train(rows, self.dataset.config, self.prompt_cfg, self.dataset.n_rows)
+        batch = render_train(rows, self.dataset.config, self.prompt_cfg, self.dataset.n_rows,
+                             pad="right", bucket=BUCKET)
         return {"input_ids": torch.from_numpy(batch.input_ids),
                 "labels": torch.from_numpy(batch.labels),
                 "attention_mask": torch.from_numpy(batch.attention_mask)}

@@ -11,8 +11,10 @@ Formats:
   examples ⟨is⟩ x ⟨ie⟩ [⟨ts⟩ y_1..y_{C-1} ⟨te⟩] ⟨as⟩ y_C ⟨ae⟩ ⟨eos⟩, the bracketed think span present
   in CoT examples only; hybrid draws each example's form from its stored coin `cot_u` and the
   CoT-Recipe, evaluated at the row's slot in a keyed permutation of the split (`recipe_slot`).
-  Rows differ in length, so batches are left-padded with the pad id. Mixed-shape rows (paper 2's
-  per-sequence N, M, C, K) are rendered the same way: their padded entries are simply not kept.
+  Rows differ in length, so batches are padded with the pad id: on the left by default (evaluation),
+  on the right into fixed-length buckets for training (`render_train`'s pad and bucket). Mixed-shape
+  rows (paper 2's per-sequence N, M, C, K) are rendered the same way: their padded entries are simply
+  not kept.
 
 Every format is rendered from the full CoT layout and a boolean keep-mask, then packed: standard
 examples and dropped demonstrations simply lose their think span.
@@ -37,7 +39,7 @@ RECIPE_ROUNDS = 6  # Feistel rounds of that permutation
 
 @dataclass
 class TrainBatch:
-    """Teacher-forced sequences, left-padded when lengths differ (numpy)."""
+    """Teacher-forced sequences, padded (left or right) when lengths differ (numpy)."""
 
     input_ids: np.ndarray  # (B, T) int64
     labels: np.ndarray  # (B, T) int64, -100 on inputs, delimiters before the answer part, padding
@@ -131,12 +133,21 @@ def cot_examples(rows: Rows, prompt_cfg: PromptConfig, n_rows: int, seed: int) -
     return (rows.cot_u.astype(np.float64) < threshold[:, None]) & _present_examples(rows)
 
 
-def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_rows: int) -> TrainBatch:
+def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_rows: int,
+                 pad: str = "left", bucket: int = 1) -> TrainBatch:
     """Full sequences for teacher forcing: (B, T) ids, labels and mask (docs/prompts.md ("Labels")).
 
     n_rows is the size of the split the rows come from (the recipe's n; the hybrid's permutation
     of it is keyed by data_cfg.seed). drop_k and force are eval-only and ignored here; offset applies.
+    Special-token rows of different lengths are padded on the `pad` side ("left": evaluation's
+    rendering, "right": training's), and T = the longest row rounded up to a multiple of `bucket`,
+    capped at the longest sequence the format can have (`Format.sequence_length`). Plain formats
+    have rows of one length: neither option changes them.
     """
+    if pad not in ("left", "right"):
+        fail("pad", pad, "must be 'left' or 'right'")
+    if not isinstance(bucket, (int, np.integer)) or bucket < 1:
+        fail("bucket", bucket, "must be a positive integer")
     prompt_cfg.check(data_cfg)
     _check_rows(rows, data_cfg)
     if not prompt_cfg.special:
@@ -158,8 +169,12 @@ def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_r
     ids = np.concatenate([bos, ids.reshape(B, K * L)], axis=1)  # (B, 1 + K*L); ⟨bos⟩ labels itself
     labels = np.concatenate([bos, labels.reshape(B, K * L)], axis=1)
     keep = np.concatenate([np.ones((B, 1), bool), keep.reshape(B, K * L)], axis=1)
-    input_ids, mask = _pack(ids, keep, special["pad"], left=True)  # (B, T)
-    labels, _ = _pack(labels, keep, IGNORE, left=True)
+    longest = int(keep.sum(axis=1).max()) if B else 0
+    cap = prompt_cfg.spec.sequence_length(*(data_cfg.largest(name) for name in ("n_examples", "n_inputs",
+                                                                                 "chain_length")))
+    T = min(-(-longest // bucket) * bucket, cap)  # a few fixed lengths: one compiled shape each
+    input_ids, mask = _pack(ids, keep, special["pad"], left=pad == "left", length=T)  # (B, T)
+    labels, _ = _pack(labels, keep, IGNORE, left=pad == "left", length=T)
     return _offset_train(TrainBatch(input_ids, labels, mask), prompt_cfg.offset)
 
 
@@ -297,13 +312,15 @@ def _keep_spans(no_span: np.ndarray, n_inputs: int, chain_length: int) -> np.nda
     return keep
 
 
-def _pack(values: np.ndarray, keep: np.ndarray, pad_value: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
+def _pack(values: np.ndarray, keep: np.ndarray, pad_value: int, left: bool, length: int | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
     """Move each row's kept entries together: (B, S) values + (B, S) bool -> (B, T) int64, (B, T) bool.
 
-    T = the longest row; shorter rows are padded with pad_value on the left (left=True) or right.
+    T = `length` if given (at least the longest row), else the longest row; shorter rows are padded
+    with pad_value on the left (left=True) or right.
     """
     lengths = keep.sum(axis=1)  # (B,)
-    T = int(lengths.max()) if len(lengths) else 0
+    T = length if length is not None else int(lengths.max()) if len(lengths) else 0
     slot = np.cumsum(keep, axis=1) - 1  # (B, S): index of each kept entry among its row's kept ones
     if left:
         slot += (T - lengths)[:, None]
