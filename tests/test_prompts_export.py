@@ -186,6 +186,8 @@ def test_generation_config_per_format_with_an_offset(fmt, budget, recipe):
     ids = (164 - 2, 164 - 3, 164 - 1) if special else (None, None, None)  # bos, eos, pad, shifted by the offset
     assert (cfg["bos_token_id"], cfg["eos_token_id"], cfg["pad_token_id"]) == ids
     assert cfg["max_new_tokens"] == budget and cfg["do_sample"] is False
+    run_budget = generation_config(data_cfg, PromptConfig(format=fmt, offset=100, recipe=recipe), 100)
+    assert run_budget == {**cfg, "max_new_tokens": 100}  # a run's eval_max_new_tokens (paper 2) is kept
 
 
 def test_a_model_saved_outside_a_run_directory_gets_no_generation_config(tmp_path):

@@ -169,13 +169,14 @@ def model_config_from_hf(config: dict[str, Any], source: str = CONFIG_FILE) -> M
     return cfg
 
 
-def generation_config(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> dict[str, Any]:
+def generation_config(data_cfg: DataConfig, prompt_cfg: PromptConfig, budget: int | None = None) -> dict[str, Any]:
     """The `transformers.GenerationConfig` of a model trained on `data_cfg` in `prompt_cfg`'s format.
 
     Greedy (do_sample false, one beam). max_new_tokens is the budget cotlab's evaluation decodes
     that format's prompts with (`cotlab.formats.max_new_tokens`, the format forced as `cotlab
     evaluate` forces it): 1 (standard), C (cot), C+4 (the forced special-token formats), C+5
-    (hybrid, unforced). bos/eos/pad are the data's ⟨bos⟩, ⟨eos⟩ and pad ids plus the prompt
+    (hybrid, unforced), or `budget` when the run sets one (`eval_max_new_tokens`; paper 2's 100).
+    bos/eos/pad are the data's ⟨bos⟩, ⟨eos⟩ and pad ids plus the prompt
     offset; null for formats without special tokens (their sequences have no such tokens, and
     generation must not stop early).
     """
@@ -184,7 +185,7 @@ def generation_config(data_cfg: DataConfig, prompt_cfg: PromptConfig) -> dict[st
     special = {name: i + prompt_cfg.offset for name, i in data_cfg.special_ids().items()}
     return {"bos_token_id": special.get("bos"), "eos_token_id": special.get("eos"),
             "pad_token_id": special.get("pad"), "do_sample": False, "num_beams": 1,
-            "max_new_tokens": max_new_tokens(data_cfg, scored)}
+            "max_new_tokens": max_new_tokens(data_cfg, scored, budget)}
 
 
 def save_hf(model: Transformer, directory: str | Path, generation: dict[str, Any] | None = None) -> Path:

@@ -368,8 +368,8 @@ class Trainer:
     def finish(self) -> None:
         """Write final/ and drop the resume checkpoint (rank 0): this marks the run complete."""
         out, state = self.job.out, self.state
-        save_hf(self.model, out / "final", generation=generation_config(self.job.train_data.config,
-                                                                         self.job.cfg.prompt))
+        save_hf(self.model, out / "final", generation=generation_config(
+            self.job.train_data.config, self.job.cfg.prompt, self.job.cfg.eval_max_new_tokens))
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         if self.board is not None:
             self.board.close()
