@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cotlab.card_schema import SCALES, Card, Layer, Override, Probe, Scale
-from cotlab.config import ConfigError, DataConfig, build, data_id, merge, stable_hash
+from cotlab.config import ConfigError, DataConfig, build, data_id, merge, other_tasks, stable_hash
 from cotlab.formats import FORMATS
 from cotlab.train_config import TrainConfig
 from cotlab.yamlio import read_yaml
@@ -185,6 +185,9 @@ def probe_jobs(run: Run, probes: dict[str, Probe]) -> list[ProbeJob]:
             point = _data_point({**run.data.data, **probe.data}, run.data.n_train, run.data.n_eval)
         except ConfigError as exc:
             raise ConfigError(f"probes.{name}: {exc}") from None
+        problem = other_tasks(build(DataConfig, run.data.split_config("eval")), build(DataConfig, point.split_config("eval")))
+        if problem:
+            raise ConfigError(f"probes.{name}: changes the shapes, but {problem}")
         digest = stable_hash({"data_id": point.data_id, "format": probe.format, "grid": probe.grid})
         out.append(ProbeJob(run.run_id, name, f"{name}__{digest}", point, probe.format, dict(probe.grid)))
     return out

@@ -88,6 +88,13 @@ DATA_LIMITS = {"vocab_size": 2**20, "n_dims": 4096, "n_inputs": 1000, "n_parents
 that a typo fails at once; `cotlab generate` estimates what large combinations need."""
 
 
+def _normal_choices(value: Any) -> Any:
+    """[4] -> 4 and [4, 3] -> [3, 4]; anything else unchanged (and checked by the validators)."""
+    if not isinstance(value, list) or not all(type(v) is int for v in value):
+        return value
+    return value[0] if len(value) == 1 else sorted(value)
+
+
 class DataConfig(Section):
     """One data point of CoT-ICL Lab; field names follow the authors' code (docs/data.md, "Symbols and
     config fields")."""
@@ -132,10 +139,10 @@ class DataConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _one_choice_is_a_value(cls, values: Any) -> Any:
-        """A one-element choice list is that value: the same dataset, data id and rows."""
+        """A one-element choice list is that value, and choices are sorted: the same distribution is
+        the same dataset, data id and rows."""
         if isinstance(values, dict):
-            values = {key: value[0] if key in SHAPE_FIELDS and isinstance(value, list) and len(value) == 1
-                      else value for key, value in values.items()}
+            values = {key: _normal_choices(value) if key in SHAPE_FIELDS else value for key, value in values.items()}
         return values
 
     @model_validator(mode="after")
@@ -264,6 +271,19 @@ def data_slug(data: dict[str, Any]) -> str:
     if data["eval_seed"] not in (None, data["seed"] + 1000):  # resolved or not, the default is silent
         parts.append(f"es{data['eval_seed']}")
     return "-".join(parts)
+
+
+def other_tasks(run: DataConfig, other: DataConfig) -> str | None:
+    """Why `other` (the run's data point with other shapes: a probe, `cotlab evaluate --ood`) would not
+    share the run's seed-drawn objects, or None when it does. E never depends on the shapes; a fixed
+    DAG is drawn for one (N, M, C), and a per_sequence H pool for the largest C."""
+    if run.fixed_dag and any(run.choices(f) != other.choices(f) for f in ("n_inputs", "n_parents", "chain_length")):
+        return "a fixed DAG is drawn for its n_inputs, n_parents and chain_length; other values draw another DAG"
+    if (run.pool_size is not None and run.h_pool_mode == "per_sequence"
+            and run.largest("chain_length") != other.largest("chain_length")):
+        return ("a per_sequence H pool is drawn for the largest chain_length; another largest one draws other "
+                "processors (h_pool_mode=per_position shares them)")
+    return None
 
 
 def _choice_tag(value: int | list[int]) -> str:

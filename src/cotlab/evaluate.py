@@ -53,7 +53,7 @@ from cotlab.analysis.tables import wilson_interval
 from cotlab.atomic import check_creatable, write_atomic
 from cotlab.checkpoint import load_hf
 from cotlab.card_schema import PROBE_OPTIONS
-from cotlab.config import SHAPE_FIELDS, ConfigError, DataConfig, build, fail, read_json, short
+from cotlab.config import SHAPE_FIELDS, ConfigError, DataConfig, build, fail, other_tasks, read_json, short
 from cotlab.data.store import open_dataset
 from cotlab.formats import FORMATS, DecodeConfig, PromptConfig, evaluated_formats, max_new_tokens
 from cotlab.layout import eval_companions
@@ -184,6 +184,9 @@ def check_eval_data(run_cfg: dict[str, Any], data_cfg: DataConfig, path: str, oo
         allowed = (f"may differ from the run's eval split only in {', '.join(SHAPE_FIELDS)}" if ood else
                    f"is another data point than the run's eval split (--ood allows other {', '.join(SHAPE_FIELDS)})")
         fail("eval-data", path, f"{allowed}; the run's has {differing}")
+    problem = other_tasks(build(DataConfig, there), data_cfg) if ood else None
+    if problem:
+        fail("eval-data", path, f"has other shapes than the run's eval split, but {problem}")
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

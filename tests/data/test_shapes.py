@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from cotlab.config import ConfigError, DataConfig, build, data_id
-from cotlab.data.generate import (ABSENT, BLOCK_SIZE, chain_tokens, generate_rows, global_objects,
+from cotlab.config import ConfigError, DataConfig, build, data_id, other_tasks
+from cotlab.data.coverage import in_context_majority
+from cotlab.data.generate import (ABSENT, BLOCK_SIZE, chain_tokens, draw_rows, generate_rows, global_objects,
                                   present_masks)
 from cotlab.data.prompts import render_eval, render_train
 from cotlab.data.store import open_dataset, rows_to_table, table_to_rows
@@ -33,7 +34,7 @@ def own(rows, i: int):
     N, M, C, K = (int(v) for v in rows.shape[i])
     chain = rows.chain[i, -K:]
     return (rows.inputs[i, -K:, :N], np.concatenate([chain[:, :C - 1], chain[:, -1:]], axis=1),
-            rows.dag[i, :C, :M], rows.h_ids[i, :C], rows.cot_u[i, -K:])
+            rows.dag[i, :C, :M], None if rows.h_ids is None else rows.h_ids[i, :C], rows.cot_u[i, -K:])
 
 
 def test_every_shape_is_drawn_uniformly_with_m_at_most_n(mixed):
@@ -64,6 +65,45 @@ def test_each_row_is_the_generating_process_of_its_own_shape(mixed):
                                 cfg.n_usable, exact=True)[0]
         assert np.array_equal(chain, expected), i
         assert all(0 <= p < inputs.shape[1] + c for c, parents in enumerate(dag) for p in parents)
+
+
+@pytest.mark.parametrize("processors", [
+    {"fixed_h": True, "num_unique_h": 4, "h_pool_mode": "per_sequence"},  # an entry: processors for the largest C
+    {"fixed_h": False, "num_unique_h": None},  # fresh: drawn from the row's shape stream
+])
+def test_other_processors_and_a_single_example_row(processors):
+    """Per-sequence pools with mixed C use an entry's first C processors; fresh processors come from
+    the row's own shape stream; K = 1 rows (no demonstration) have no in-context majority."""
+    cfg = build(DataConfig, {**MIXED, **processors, "chain_length": [1, 3], "n_examples": [1, 4]})
+    rows = generate_rows(cfg, "train", 0, BLOCK_SIZE)
+    glob = global_objects(cfg)
+    for i in range(0, BLOCK_SIZE, 61):
+        N, M, C, K = (int(v) for v in rows.shape[i])
+        inputs, chain, dag, h_ids, _ = own(rows, i)
+        if cfg.pool_size is not None:
+            weights = glob.h_pool[h_ids[0]][None, :C]  # (1, C, L, d, d)
+        else:
+            one = cfg.model_copy(update={"n_inputs": N, "n_parents": M, "chain_length": C, "n_examples": K})
+            weights = draw_rows(one, "train", 0, 0, BLOCK_SIZE, glob, shape_key=(N, M, C, K)).weights[i][None]
+        expected = chain_tokens(glob.embedding, weights, dag[None], inputs[None], cfg.activation,
+                                cfg.n_usable, exact=True)[0]
+        assert np.array_equal(chain, expected), i
+    single = rows.shape[:, 3] == 1
+    assert single.any() and (in_context_majority(rows)[single] == -1).all()
+
+
+def test_choice_order_does_not_matter():
+    a, b = (build(DataConfig, {**MIXED, "chain_length": c}) for c in ([4, 3], [3, 4]))
+    assert a == b and data_id(a) == data_id(b) and a.chain_length == [3, 4]
+
+
+def test_other_shapes_must_share_the_runs_processors():
+    pool = {**MIXED, "h_pool_mode": "per_sequence"}
+    run = build(DataConfig, pool)
+    assert other_tasks(run, build(DataConfig, {**pool, "chain_length": 4, "n_examples": 40})) is None  # same largest C
+    assert "per_sequence H pool" in other_tasks(run, build(DataConfig, {**pool, "chain_length": 5}))
+    per_position = build(DataConfig, MIXED)
+    assert other_tasks(per_position, build(DataConfig, {**MIXED, "chain_length": 5})) is None
 
 
 def test_rows_do_not_depend_on_chunks_or_workers(mixed):
@@ -103,6 +143,7 @@ def test_store_keeps_each_rows_own_lists(mixed):
     ("cot_special_token", {}), ("standard_special_token", {}), ("hybrid_special_token", {}),
     ("cot_special_token", {"drop_k": 2, "drop_strategy": "random"}),
     ("cot_special_token", {"drop_k": 3, "drop_strategy": "last_k", "force": "answer"}),
+    ("cot_special_token", {"drop_k": 4, "drop_strategy": "first_k"}),
     ("hybrid_special_token", {"force": "think"}),
 ])
 def test_a_mixed_batch_renders_each_row_as_its_own_shape(mixed, fmt, options):
@@ -132,7 +173,7 @@ def test_a_mixed_batch_renders_each_row_as_its_own_shape(mixed, fmt, options):
 
 @pytest.mark.parametrize("values, message", [
     ({"chain_length": []}, "chain_length=[]: a choice list needs at least one value"),
-    ({"chain_length": [3, 0]}, "chain_length=[3, 0]: every choice must be between 1 and 1000"),
+    ({"chain_length": [0, 3]}, "chain_length=[0, 3]: every choice must be between 1 and 1000"),
     ({"n_examples": [8, 8]}, "n_examples=[8, 8]: a choice list takes each value once"),
     ({"n_inputs": [2, 3], "n_parents": [4, 5]}, "n_parents=[4, 5]: must be <= n_inputs ([2, 3]) in at least one choice"),
     ({"special_tokens": False}, "n_inputs=[3, 4]: per-sequence shapes need special_tokens=true"),

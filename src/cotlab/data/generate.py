@@ -10,7 +10,7 @@ come from its own stream ``PCG64(SeedSequence(split_seed, spawn_key=(1, split_co
 chunking, by any number of worker processes, and the first n rows do not depend on the split
 size. With per-sequence shapes (paper 2: a shape field of the config is a list of choices), each
 row's (N, M, C, K) comes from its block's own shape stream (spawn_key (5, split_code, block)) and
-the rows of each shape from that shape's stream (spawn_key (1, split_code, block, shape index));
+the rows of each shape from that shape's stream (spawn_key (1, split_code, block, N, M, C, K));
 a single shape draws exactly as before, so its datasets are unchanged (`draw_shapes`).
 
 Chain tokens are computed B sequences x K examples at a time with a loop over the C steps only
@@ -642,6 +642,8 @@ def iter_rows(cfg: DataConfig, split: str, start: int, stop: int, *, chunk_size:
 
 def _iter_rows(cfg: DataConfig, split: str, start: int, stop: int, chunk_size: int, device: str,
                workers: int) -> Iterator[Rows]:
+    if cfg.mixed_shapes:  # a task computes its whole block (`_mixed_block`): smaller chunks would repeat it
+        chunk_size = BLOCK_SIZE
     plan, tasks = itertools.tee(_tasks(start, stop, chunk_size, tile_rows(cfg, device)))  # lazy
     workers = min(workers, max(1, -(-(stop - start) // chunk_size)))  # <= the number of tasks
     cfg_json = cfg.model_dump_json()
