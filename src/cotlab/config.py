@@ -210,6 +210,11 @@ class DataConfig(Section):
         return max(self.choices(name))
 
     @property
+    def padded_dims(self) -> tuple[int, int, int, int]:
+        """(K, N, M, C), each the largest choice: the dimensions of padded rows (`present_masks`)."""
+        return tuple(self.largest(name) for name in ("n_examples", "n_inputs", "n_parents", "chain_length"))
+
+    @property
     def mixed_shapes(self) -> bool:
         """Whether some shape field is a choice list drawn per sequence (docs/data.md, "Per-sequence shapes")."""
         return any(isinstance(getattr(self, name), list) for name in SHAPE_FIELDS)

@@ -483,7 +483,7 @@ def _mixed_block(cfg: DataConfig, split: str, block: int, glob: Globals) -> Rows
     draws, and whole blocks make the tokens independent of the chunking.
     """
     shape = draw_shapes(cfg, split, block)  # (BLOCK_SIZE, 4)
-    K, N, M, C = (cfg.largest(name) for name in ("n_examples", "n_inputs", "n_parents", "chain_length"))
+    K = cfg.padded_dims[0]
     rows = _padded_rows(cfg, BLOCK_SIZE, shape)
     rows.seq_idx[:] = np.arange(block * BLOCK_SIZE, (block + 1) * BLOCK_SIZE)
     for values in np.unique(shape, axis=0):
@@ -508,7 +508,7 @@ def _mixed_block(cfg: DataConfig, split: str, block: int, glob: Globals) -> Rows
 
 def _padded_rows(cfg: DataConfig, n: int, shape: np.ndarray) -> Rows:
     """n rows of a mixed-shape config, every entry ABSENT (cot_u 0), with the given (n, 4) shapes."""
-    K, N, M, C = (cfg.largest(name) for name in ("n_examples", "n_inputs", "n_parents", "chain_length"))
+    K, N, M, C = cfg.padded_dims
     return Rows(np.zeros(n, np.int64), np.full((n, K, N), ABSENT, np.int32), np.full((n, K, C), ABSENT, np.int32),
                 np.full((n, C, M), ABSENT, np.int32),
                 None if cfg.pool_size is None else np.full((n, C), ABSENT, np.int32),

@@ -54,7 +54,7 @@ def _pool_floats(cfg: DataConfig) -> int:
 def memory_terms(cfg: DataConfig, chunk_size: int, workers: int) -> dict[str, int]:
     """Estimated bytes held at once, by what holds them (see the module docstring)."""
     V, d, L = cfg.vocab_size, cfg.n_dims, cfg.h_num_layers
-    N, M, C, K = (cfg.largest(name) for name in SHAPE_FIELDS)
+    K, N, M, C = cfg.padded_dims
     if cfg.mixed_shapes:  # every shape draws a whole block (generate._mixed_block)
         shapes = math.prod(len(cfg.choices(name)) for name in SHAPE_FIELDS)
         task = 8 * shapes * BLOCK_SIZE * (C * (N + C - 1) + K * N + C * L * d * d + K * M * d)

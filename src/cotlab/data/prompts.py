@@ -170,8 +170,7 @@ def render_train(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_r
     labels = np.concatenate([bos, labels.reshape(B, K * L)], axis=1)
     keep = np.concatenate([np.ones((B, 1), bool), keep.reshape(B, K * L)], axis=1)
     longest = int(keep.sum(axis=1).max()) if B else 0
-    cap = prompt_cfg.spec.sequence_length(*(data_cfg.largest(name) for name in ("n_examples", "n_inputs",
-                                                                                 "chain_length")))
+    cap = prompt_cfg.spec.sequence_length(K, N, rows.chain.shape[2])  # rows carry the largest shape
     T = min(-(-longest // bucket) * bucket, cap)  # a few fixed lengths: one compiled shape each
     input_ids, mask = _pack(ids, keep, special["pad"], left=pad == "left", length=T)  # (B, T)
     labels, _ = _pack(labels, keep, IGNORE, left=pad == "left", length=T)
@@ -244,7 +243,7 @@ def render_eval(rows: Rows, data_cfg: DataConfig, prompt_cfg: PromptConfig, n_ro
 
 
 def _check_rows(rows: Rows, data_cfg: DataConfig) -> None:
-    K, N, C = (data_cfg.largest(name) for name in ("n_examples", "n_inputs", "chain_length"))
+    K, N, _, C = data_cfg.padded_dims
     if rows.inputs.shape[1:] != (K, N) or rows.chain.shape[1:] != (K, C):
         raise ConfigError(f"rows: inputs {rows.inputs.shape} / chain {rows.chain.shape} do not match "
                           f"the data config (n_examples={K}, n_inputs={N}, chain_length={C})")

@@ -79,17 +79,12 @@ def arrow_schema(cfg: DataConfig) -> pa.Schema:
     return pa.schema([pa.field(name, kind, nullable=False) for name, kind in columns])
 
 
-def _largest(cfg: DataConfig) -> tuple[int, int, int, int]:
-    """K, N, M, C of the padded arrays (the config's own values when it has one shape)."""
-    return tuple(cfg.largest(name) for name in ("n_examples", "n_inputs", "n_parents", "chain_length"))
-
-
 def rows_to_table(rows: Rows, cfg: DataConfig) -> pa.Table:
     """Rows -> Arrow table in the shard schema; every list is one row's own array flattened C-order
     (mixed shapes: only its present entries, `present_masks`)."""
     n = len(rows)
     shapes = rows.shapes()  # (n, 4) N, M, C, K
-    masks = present_masks(shapes, *_largest(cfg)) if rows.shape is not None else {}
+    masks = present_masks(shapes, *cfg.padded_dims) if rows.shape is not None else {}
 
     def as_list(values: np.ndarray | None, kind: pa.DataType, mask: str) -> pa.Array:
         if values is None:
@@ -112,7 +107,7 @@ def table_to_rows(table: pa.Table, cfg: DataConfig) -> Rows:
     """Arrow table in the shard schema -> Rows with (n, K, N)-style shapes (writable copies); mixed
     shapes are padded to the largest (`Rows`)."""
     n = table.num_rows
-    K, N, M, C = _largest(cfg)
+    K, N, M, C = cfg.padded_dims
 
     def values(name: str, *shape: int) -> np.ndarray:
         chunks = table.column(name).chunks
