@@ -126,6 +126,30 @@ def test_special_token_format_trains_and_scores(data, tmp_path):
     assert (metrics["format_acc_offline"] >= metrics["format_acc"]).all()  # the offline rule checks less
 
 
+def test_compile_trains_and_evaluates_like_eager(data, tmp_path, monkeypatch):
+    """compile: true (the GPU scales') on the CPU: the compiled training step and the compiled,
+    dynamic-shape in-training evaluation (a KV cache that grows every step) give eager's numbers."""
+    compiled = []
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: compiled.append(kw) or real_compile(model, **kw))
+    runs = {}
+    for flag in ("false", "true"):
+        out = tmp_path / f"compile_{flag}"
+        args = ["train", "--data", data["special_train"], "--eval-data", data["special_eval"], "--out", str(out),
+                "--format", "hybrid_special_token", "--set", "prompt.recipe.alpha=0.5"]
+        for item in [*TINY, "n_train=48", "eval_every=1", "n_eval=null", f"compile={flag}"]:
+            args += ["--set", item]
+        assert cli(args) == 0
+        runs[flag] = pd.read_parquet(out / "metrics.parquet")
+    assert compiled == [{}, {"dynamic": True}]  # the training step, then the evaluation model
+    eager, fused = runs["false"], runs["true"]
+    assert len(eager) == 4  # steps 0..3, each evaluated: prefill, continuation and decode steps
+    for column in ("answer_acc", "format_acc", "length_p50"):
+        assert np.array_equal(eager[column], fused[column]), column
+    for column in ("train_loss", "eval_loss", "chain_loss_0"):
+        assert np.allclose(eager[column], fused[column], rtol=1e-5, equal_nan=True), column
+
+
 class Oracle(torch.nn.Module):
     """A 'model' that knows every eval row: its logits put all mass on the next target token."""
 

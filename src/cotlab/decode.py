@@ -13,6 +13,10 @@ on the reference target, `cotlab.metrics.score_rows`): it is fed into the cache 
 then the cache is rewound to the prompt and decoding goes on from there, so every prompt token
 goes through the model once.
 
+A `torch.compile(model, dynamic=True)` model decodes here too (the in-training evaluation with
+`compile: true`): the cache's two methods the model calls are left eager, so each layer's compiled
+code sees plain tensors whose lengths are dynamic, and a growing cache does not recompile.
+
 CUDA graphs: not yet. The cache is preallocated at its final size so that capturing the
 one-token step can be added without changing this interface; in paper 1 the prefill dominates
 (max_new_tokens = C = 2..5 after a 238..358-token prompt).
@@ -53,6 +57,7 @@ class KVCache:
         self.length = 0  # filled slots S
         self.padded = False  # once a slot may be padding, attention needs an explicit mask
 
+    @torch.compiler.disable  # Python bookkeeping (the fill length): traced, it would recompile every step
     def prepare(self, attention_mask: torch.Tensor | None, T: int
                 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
         """Claim the next T slots for one forward pass.
@@ -96,6 +101,7 @@ class KVCache:
         self.key_valid = self.key_valid.repeat_interleave(n, dim=0)  # (B·n, max_len)
         self.next_position = self.next_position.repeat_interleave(n, dim=0)  # (B·n,)
 
+    @torch.compiler.disable  # writes at the fill length: eager, so compiled layers see only (B, G, S, Dh) tensors
     def insert_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, G, T, Dh) into the next T slots -> this layer's keys, values (B, G, S, Dh)."""

@@ -204,6 +204,9 @@ class Trainer:
         self.checkpointer = Checkpointer(job.out, self.model, self.optimizer, rank, world_size, self.device)
 
         self.step_model: torch.nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        # Evaluation prefills and decodes with a growing KV cache: shapes vary, so dynamic; the
+        # cache's bookkeeping stays eager (cotlab.decode), the layers between are compiled.
+        self.eval_model: torch.nn.Module = torch.compile(self.model, dynamic=True) if cfg.compile else self.model
         if world_size > 1:
             device_ids = [local_rank] if self.device.type == "cuda" else None
             self.step_model = DistributedDataParallel(self.step_model, device_ids=device_ids)
@@ -319,7 +322,7 @@ class Trainer:
         """The metrics.parquet row of `step`: eval scores (all ranks), analyses (rank 0), train loss."""
         cfg, state = self.job.cfg, self.state
         with self.autocast:
-            scores = evaluate_accuracy(self.model, self.eval_rows, self.job.train_data.config, cfg.prompt,
+            scores = evaluate_accuracy(self.eval_model, self.eval_rows, self.job.train_data.config, cfg.prompt,
                                        batch_size=cfg.eval_batch_size, device=self.device, rank=self.rank,
                                        world_size=self.world_size,
                                        decode=DecodeConfig(max_new_tokens=cfg.eval_max_new_tokens))
