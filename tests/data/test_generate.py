@@ -130,18 +130,28 @@ def test_torch_kernel_matches_numpy_in_float64():
         assert (got.numpy() == expected).all()
 
 
-def test_gpu_code_path_with_torch_on_the_cpu(monkeypatch):
+@pytest.mark.parametrize(("gpu_tile", "chunk_size"), [(700, 1024), (5000, 300), (1, 1024)])
+def test_gpu_code_path_with_torch_on_the_cpu(monkeypatch, gpu_tile, chunk_size):
+    """The --device cuda path (tasks only draw; the parent computes tiles that span several tasks),
+    pointed at the CPU: the same rows as the CPU path, for tiles smaller than, within and across tasks."""
     pytest.importorskip("torch")
-    compute_torch = generate._compute_torch  # the --device cuda path, pointed at the CPU
-    monkeypatch.setattr(generate, "_compute_torch", lambda cfg, draws, glob, device:
-                        compute_torch(cfg, draws, glob, "cpu"))
+    compute_torch, tile_rows = generate._compute_torch, generate.tile_rows
+    computed = []
+    monkeypatch.setattr(generate, "_compute_torch", lambda cfg, draws, glob, device, size:
+                        computed.append(len(draws.rows)) or compute_torch(cfg, draws, glob, "cpu", size))
+    monkeypatch.setattr(generate, "tile_rows", lambda cfg, device: gpu_tile if device == "cuda"
+                        else tile_rows(cfg, device))
     cfg = small(h_num_layers=2, special_tokens=True, vocab_size=30)
     expected = generate_rows(cfg, "eval", 500, 2100)
     for workers in (1, 2):
-        pieces = list(generate._iter_rows(cfg, "eval", 500, 2100, 1024, "cuda", workers))
+        computed.clear()
+        pieces = list(generate._iter_rows(cfg, "eval", 500, 2100, chunk_size, "cuda", workers))
         rows = generate.Rows.concat(pieces)
         for name in ("seq_idx", "inputs", "chain", "dag", "cot_u"):
             assert np.array_equal(getattr(rows, name), getattr(expected, name)), name
+        assert sum(computed) == 1600  # every row drawn and computed once
+        if gpu_tile == 5000:
+            assert computed == [1600]  # one tile across all six tasks
 
 
 # --- the random streams of docs/data.md ("Seeds and random streams") -----------------------------------

@@ -21,8 +21,9 @@ are exactly those of the float64 scores (`chain_tokens(..., exact=True)`), only 
 rows are aligned to fixed offsets inside each block, so every row goes through exactly the same
 floating-point operations whatever the chunk size or worker count: the output is bit-for-bit
 independent of both. With device="cuda" the same float64 operations run in torch on the GPU
-(draws stay on the CPU, in the worker processes); a different BLAS can only change a token where
-two logits agree to ~1e-15. For speed give each process one BLAS thread (`cotlab generate` does):
+(draws stay on the CPU, in the worker processes), on tiles of up to GPU_MAX_BLOCKS blocks' rows
+gathered from consecutive tasks; a different BLAS, or another tile composition (chunk size,
+start row), can only change a token where two float64 logits agree to ~1e-15. For speed give each process one BLAS thread (`cotlab generate` does):
 threaded OpenBLAS on these small matmuls was measured 5x slower on 2 cores.
 """
 
@@ -48,7 +49,8 @@ SHAPE_KEY = 5  # spawn_key (5, split_code, block) of the per-sequence shapes (do
 ABSENT = -1  # the value of padded entries of mixed-shape rows (no token has it)
 CPU_LOGITS_BYTES = 4 << 20  # a CPU tile's (B, K, V_eff) float64 logits stay cache-sized
 CPU_MAX_TILE = 64  # larger tiles gain nothing and make small chunks recompute more
-GPU_LOGITS_BYTES = 512 << 20
+GPU_LOGITS_BYTES = 4 << 30  # a GPU tile's float64 logits: at most this, or a quarter of the free memory
+GPU_MAX_BLOCKS = 16  # a GPU tile spans up to this many blocks' draws (fewer launches and host syncs)
 NORMAL_DRAW_BYTES = 16 << 20  # fresh weights are drawn in row pieces of at most this size
 LEAKY_SLOPE = 0.5  # the authors' nn.LeakyReLU(0.5), not torch's default 0.01
 CPU_FLOAT32_SCORES = True  # False: the CPU scores in float64 only (same tokens; tests, benchmarks, workers=1)
@@ -517,12 +519,17 @@ def _padded_rows(cfg: DataConfig, n: int, shape: np.ndarray) -> Rows:
 
 def tile_rows(cfg: DataConfig, device: str) -> int:
     """Sequences per compute tile: the (B, K, V_eff) float64 logits stay within the device budget.
-    Mixed shapes are computed a whole block at a time (`_mixed_block`)."""
+    Mixed shapes are computed a whole block at a time (`_mixed_block`). A GPU tile may span several
+    blocks (`_gpu_tiles`)."""
+    row_bytes = 8 * cfg.n_examples * cfg.n_usable
     if cfg.mixed_shapes:
         return BLOCK_SIZE
     if device == "cpu":
-        return int(np.clip(CPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, CPU_MAX_TILE))
-    return int(np.clip(GPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, BLOCK_SIZE))
+        return int(np.clip(CPU_LOGITS_BYTES // row_bytes, 1, CPU_MAX_TILE))
+    import torch
+
+    budget = min(GPU_LOGITS_BYTES, torch.cuda.mem_get_info(device)[0] // 4) if device.startswith("cuda") else GPU_LOGITS_BYTES
+    return int(np.clip(budget // row_bytes, 1, GPU_MAX_BLOCKS * BLOCK_SIZE))
 
 
 def _compute_cpu(cfg: DataConfig, draws: Draws, glob: Globals) -> None:
@@ -536,19 +543,41 @@ def _compute_cpu(cfg: DataConfig, draws: Draws, glob: Globals) -> None:
                                         workspace=workspace, exact=scoring is None, scoring=scoring)
 
 
-def _compute_torch(cfg: DataConfig, draws: Draws, glob: Globals, device: str) -> None:
+def _compute_torch(cfg: DataConfig, draws: Draws, glob: Globals, device: str, size: int) -> None:
+    """The chain of `draws` (rows of one or more tasks), computed in torch on `device`, `size` rows a tile."""
     import torch
 
     def on_device(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
-    rows, size = draws.rows, tile_rows(cfg, device)
+    rows = draws.rows
     embedding = on_device(glob.embedding)
     for a in range(0, len(rows), size):
         tile = slice(a, a + size)
         chain = chain_tokens_torch(embedding, on_device(draws.weights[tile]), on_device(rows.dag[tile]),
                                    on_device(rows.inputs[tile]).long(), cfg.activation, cfg.n_usable)
         rows.chain[tile] = chain.cpu().numpy()
+
+
+def _gpu_tiles(cfg: DataConfig, results: Iterator[tuple[int, int, Draws]], glob: Globals, device: str
+               ) -> Iterator[Rows]:
+    """(offset, n, draws) of consecutive tasks -> each task's n rows from `offset`, in order: the draws
+    of as many tasks as fill one GPU tile are computed together (one launch sequence, one copy back)."""
+    size = tile_rows(cfg, device)
+    group: list[tuple[int, int, Draws]] = []
+    for item in itertools.chain(results, [None]):
+        if item is not None:
+            group.append(item)
+        filled = sum(len(draws.rows) for _, _, draws in group)
+        if group and (item is None or filled >= size):
+            joined = Draws(Rows.concat([draws.rows for _, _, draws in group]),
+                           np.concatenate([draws.weights for _, _, draws in group]))
+            _compute_torch(cfg, joined, glob, device, size)
+            first = 0
+            for offset, n, draws in group:
+                yield joined.rows.take(slice(first + offset, first + offset + n))
+                first += len(draws.rows)
+            group = []
 
 
 def _task(cfg_json: str, split: str, block: int, lo: int, hi: int, compute: bool) -> Rows | Draws:
@@ -644,16 +673,18 @@ def _iter_rows(cfg: DataConfig, split: str, start: int, stop: int, chunk_size: i
                workers: int) -> Iterator[Rows]:
     if cfg.mixed_shapes:  # a task computes its whole block (`_mixed_block`): smaller chunks would repeat it
         chunk_size = BLOCK_SIZE
-    plan, tasks = itertools.tee(_tasks(start, stop, chunk_size, tile_rows(cfg, device)))  # lazy
+    on_gpu = device != "cpu" and not cfg.mixed_shapes  # mixed shapes: always on the CPU (`_task`)
+    tile = 1 if on_gpu else tile_rows(cfg, "cpu")  # GPU tasks draw only their rows; `_gpu_tiles` groups them
+    plan, tasks = itertools.tee(_tasks(start, stop, chunk_size, tile))  # lazy
     workers = min(workers, max(1, -(-(stop - start) // chunk_size)))  # <= the number of tasks
     cfg_json = cfg.model_dump_json()
-    calls = ((cfg_json, split, block, lo, hi, device == "cpu") for block, lo, hi, _, _ in tasks)
-    glob = None if device == "cpu" else _cached_globals(cfg_json)
-    for (_, _, _, offset, n), result in zip(plan, _run(calls, workers)):
-        if isinstance(result, Draws):
-            _compute_torch(cfg, result, glob, device)
-            result = result.rows
-        yield result.take(slice(offset, offset + n))
+    calls = ((cfg_json, split, block, lo, hi, not on_gpu) for block, lo, hi, _, _ in tasks)
+    results = ((offset, n, result) for (_, _, _, offset, n), result in zip(plan, _run(calls, workers)))
+    if on_gpu:
+        yield from _gpu_tiles(cfg, results, _cached_globals(cfg_json), device)
+        return
+    for offset, n, rows in results:
+        yield rows.take(slice(offset, offset + n))
 
 
 def generate_rows(cfg: DataConfig, split: str, start: int, stop: int, *, chunk_size: int = 1024,
