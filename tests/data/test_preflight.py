@@ -55,3 +55,20 @@ def test_the_disk_estimate_is_a_lower_bound(tmp_path):
         out = tmp_path / str(cfg.vocab_size)
         write_dataset(out, cfg, "train")
         assert sum(p.stat().st_size for p in out.iterdir()) >= disk_lower_bound(cfg)
+
+
+def test_per_sequence_shapes_cost_one_shape_at_a_time():
+    """A mixed-shape task draws one shape's block at a time: its estimate follows the largest shape,
+    not the number of shapes (2 choices per field are 16 shapes)."""
+    many = DataConfig(special_tokens=True, n_inputs=[3, 4], n_parents=[2, 3], chain_length=[3, 4], n_examples=[8, 16])
+    few = DataConfig(special_tokens=True, n_inputs=[2, 4], n_parents=3, chain_length=[2, 4], n_examples=16)
+    key = next(k for k in memory_terms(many, 1024, 1) if k.startswith("the draws of tasks"))
+    assert memory_terms(many, 1024, 1)[key] == memory_terms(few, 1024, 1)[key]
+
+
+def test_a_gpu_job_counts_the_draws_of_one_gpu_tile():
+    cfg = DataConfig(n_dims=100, chain_length=2)
+    cpu, gpu = memory_terms(cfg, 1024, 2), memory_terms(cfg, 1024, 2, "cuda")
+    extra = set(gpu) - set(cpu)
+    assert len(extra) == 1 and {k: gpu[k] for k in cpu} == cpu
+    assert gpu[extra.pop()] == 2 * 8 * 16 * 1024 * (2 * (4 + 1) + 40 * 4 + 2 * 1 * 100 * 100)  # ~5.2 GB

@@ -78,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.force:
         check_replaces_only_itself(args.out, cfg, args.split)
-    check_fits(args.out, cfg, args.chunk_size, args.workers, args.max_memory)
+    check_fits(args.out, cfg, args.chunk_size, args.workers, args.max_memory, args.device)
     with tqdm(total=cfg.n_sequences, unit="seq", unit_scale=True, disable=None,
               desc=f"generate {args.split}") as bar:
         manifest = write_dataset(args.out, cfg, args.split, chunk_size=args.chunk_size,

@@ -9,8 +9,10 @@ jobs precisely:
 
 - memory: E and the processor pool in every process (the workers and the parent); the draws of
   every task in flight (1, or 2 per worker: whole-block DAG keys and inputs, chunk-size rows of
-  processor weights, a CPU tile's gathered parent embeddings); a shard of rows being written
-  (about three copies);
+  processor weights, a CPU tile's gathered parent embeddings; with per-sequence shapes one shape's
+  whole-block draws at a time, and the rows kept of them); with --device cuda, the draws of one GPU
+  tile in the parent (up to GPU_MAX_BLOCKS blocks, and their joined copy); a shard of rows being
+  written (about three copies);
 - disk, a lower bound: input tokens are uniform, so no compression stores one in fewer than
   log2(V_eff) bits; plus E and the pool in float64. The old dataset at --out is removed only
   after the new one is complete, so it is not counted as free.
@@ -24,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from cotlab.config import SHAPE_FIELDS, ConfigError, DataConfig, clip, data_id, short
-from cotlab.data.generate import BLOCK_SIZE, tile_rows
+from cotlab.data.generate import BLOCK_SIZE, GPU_MAX_BLOCKS, tile_rows
 from cotlab.atomic import existing_parent
 from cotlab.data.store import ROWS_PER_SHARD, cotlab_manifest
 
@@ -51,22 +53,27 @@ def _pool_floats(cfg: DataConfig) -> int:
     return (cfg.pool_size or 0) * entry
 
 
-def memory_terms(cfg: DataConfig, chunk_size: int, workers: int) -> dict[str, int]:
+def memory_terms(cfg: DataConfig, chunk_size: int, workers: int, device: str = "cpu") -> dict[str, int]:
     """Estimated bytes held at once, by what holds them (see the module docstring)."""
     V, d, L = cfg.vocab_size, cfg.n_dims, cfg.h_num_layers
     K, N, M, C = cfg.padded_dims
-    if cfg.mixed_shapes:  # every shape draws a whole block (generate._mixed_block)
-        shapes = math.prod(len(cfg.choices(name)) for name in SHAPE_FIELDS)
-        task = 8 * shapes * BLOCK_SIZE * (C * (N + C - 1) + K * N + C * L * d * d + K * M * d)
+    drawn = C * (N + C - 1) + K * N  # floats of one row's DAG keys and inputs
+    if cfg.mixed_shapes:  # one shape at a time draws a whole block; its rows are kept (generate._mixed_block)
+        largest = cfg.model_copy(update={name: cfg.largest(name) for name in SHAPE_FIELDS})
+        task = 8 * (2 * BLOCK_SIZE * (drawn + C * L * d * d) + tile_rows(largest, "cpu") * K * M * d)
     else:
-        task = 8 * (BLOCK_SIZE * (C * (N + C - 1) + K * N) + min(chunk_size, BLOCK_SIZE) * C * L * d * d
+        task = 8 * (BLOCK_SIZE * drawn + min(chunk_size, BLOCK_SIZE) * C * L * d * d
                     + tile_rows(cfg, "cpu") * K * M * d)
     row = 4 * (K * (N + C + 1) + C * (M + 1) + 4) + 8
-    return {"E (vocab_size x n_dims)": (workers + 1) * 8 * V * d,
-            "the H pool (num_unique_h, chain_length, h_num_layers, n_dims)": (workers + 1) * 8 * _pool_floats(cfg),
-            "the draws of tasks in flight (n_examples, n_inputs, chain_length, h_num_layers, n_dims, "
-            "--chunk-size, --workers)": (1 if workers == 1 else 2 * workers) * task,
-            "a shard of rows (n_examples, n_inputs, chain_length)": 3 * ROWS_PER_SHARD * row}
+    terms = {"E (vocab_size x n_dims)": (workers + 1) * 8 * V * d,
+             "the H pool (num_unique_h, chain_length, h_num_layers, n_dims)": (workers + 1) * 8 * _pool_floats(cfg),
+             "the draws of tasks in flight (n_examples, n_inputs, chain_length, h_num_layers, n_dims, "
+             "--chunk-size, --workers)": (1 if workers == 1 else 2 * workers) * task,
+             "a shard of rows (n_examples, n_inputs, chain_length)": 3 * ROWS_PER_SHARD * row}
+    if device != "cpu" and not cfg.mixed_shapes:  # mixed shapes are computed on the CPU
+        terms["a GPU tile's draws (n_examples, n_inputs, chain_length, h_num_layers, n_dims, --device)"] = (
+            2 * 8 * GPU_MAX_BLOCKS * BLOCK_SIZE * (drawn + C * L * d * d))
+    return terms
 
 
 def disk_lower_bound(cfg: DataConfig) -> int:
@@ -82,9 +89,10 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_fits(out: Path, cfg: DataConfig, chunk_size: int, workers: int, max_memory_gib: float | None) -> None:
+def check_fits(out: Path, cfg: DataConfig, chunk_size: int, workers: int, max_memory_gib: float | None,
+               device: str = "cpu") -> None:
     """Refuse a job whose memory estimate exceeds the cap or whose disk lower bound the free space."""
-    terms = memory_terms(cfg, chunk_size, workers)
+    terms = memory_terms(cfg, chunk_size, workers, device)
     need = sum(terms.values())
     cap = physical_memory() if max_memory_gib is None else max_memory_gib * GIB
     if cap is not None and need > cap:
