@@ -286,16 +286,16 @@ def one_pass_setup(name: str, scale: float = 1.0):
     return model.eval(), generate_rows(cfg, "eval", 0, 24), cfg, prompt_cfg
 
 
-def reference_ce(model, rows, cfg, prompt_cfg, batch_size):
-    """Today's eval_loss terms, by definition: a separate teacher-forced forward of the training rendering."""
+def reference_ce(model, rows, cfg, prompt_cfg):
+    """eval_loss terms by definition: a teacher-forced forward of each row's training rendering, alone
+    (so no padding, and nothing another row of a batch could change)."""
     from cotlab.data.prompts import IGNORE, render_train
 
     ce, count = [], []
-    for start in range(0, len(rows.seq_idx), batch_size):
-        seq = render_train(rows.take(slice(start, start + batch_size)), cfg, prompt_cfg, len(rows.seq_idx))
-        mask = None if seq.attention_mask.all() else torch.from_numpy(seq.attention_mask)
+    for start in range(len(rows.seq_idx)):
+        seq = render_train(rows.take(slice(start, start + 1)), cfg, prompt_cfg, len(rows.seq_idx))
         labels = torch.from_numpy(seq.labels[:, 1:])
-        out = model(torch.from_numpy(seq.input_ids), mask)[:, :-1]
+        out = model(torch.from_numpy(seq.input_ids))[:, :-1]
         loss = torch.nn.functional.cross_entropy(out.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
         ce.append(loss.double().sum(dim=1).numpy())
         count.append((labels != IGNORE).sum(dim=1).numpy())
@@ -306,12 +306,13 @@ def reference_ce(model, rows, cfg, prompt_cfg, batch_size):
 @pytest.mark.parametrize("name", list(ONE_PASS_CASES))
 def test_one_pass_scores_equal_the_two_pass_definition(name, scale):
     """Every per-row score of the one-pass evaluation is exactly the two-pass one (decoding, then a
-    separate forward of the training rendering), and its eval_loss terms match to 1e-6 relative."""
+    separate forward of the training rendering), and its eval_loss terms match each row's own
+    forward, alone, to 1e-6 relative: the batch a row is scored in does not change its loss."""
     model, rows, cfg, prompt_cfg = one_pass_setup(name, scale)
     with torch.no_grad():
         new = score_rows(model, rows, cfg, prompt_cfg, batch_size=7, device="cpu")
         old = score_rows(model, rows, cfg, prompt_cfg, batch_size=7, device="cpu", one_pass=False)
-        ce, count = reference_ce(model, rows, cfg, prompt_cfg, batch_size=7)
+        ce, count = reference_ce(model, rows, cfg, prompt_cfg)
     for field in ("answer", "valid", "gen_len", "chain", "present", "chain_loss", "ce_tokens", "majority"):
         assert np.array_equal(getattr(new, field), getattr(old, field)), field  # chain_loss: bit for bit
     np.testing.assert_array_equal(new.ce_tokens, count)

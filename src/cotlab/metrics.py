@@ -91,22 +91,16 @@ def by_column(value: torch.Tensor, column: torch.Tensor, P: int) -> torch.Tensor
     return binned.scatter_add_(1, column, value.double())[:, :P]
 
 
-def one_pass_labels(prompt: EvalBatch, seq: TrainBatch) -> tuple[np.ndarray, np.ndarray] | None:
+def one_pass_labels(prompt: EvalBatch, seq: TrainBatch) -> np.ndarray | None:
     """The training rendering's labels laid over each row's eval prompt followed by its target.
 
     prompt: `eval_prompts` (prompt (B, Tp) left-padded, target (B, Tt) right-padded with -100);
-    seq: `render_train` of the same rows, (B, T). Returns None unless every row's training sequence
-    is exactly its prompt's real tokens followed by its target's (true for the plain formats and
-    for each special-token format under its own forcing; not under drop_k, nor when `force` goes
-    against a query's trained form). Otherwise:
-
-    - labels (B, Tp+Tt) int64: column c holds the label of the training token at combined column c
-      (prompt columns, then target columns), -100 off the real tokens and on each row's first real
-      token: no real position predicts that one.
-    - pad_label (B,) int64: the label of a row's first real token when `render_train` left-pads the
-      row, else -100. Today's loss scores it against the padding column before it (`labels[:, 1:]`
-      on a left-padded row; it is ⟨bos⟩, which labels itself), whose logits are those of a lone pad
-      token at position 0 (a padded query sees only itself); `score_rows` adds that term.
+    seq: `render_train(..., pad="right")` of the same rows, (B, T). Returns None unless every row's
+    training sequence is exactly its prompt's real tokens followed by its target's (true for the
+    plain formats and for each special-token format under its own forcing; not under drop_k, nor
+    when `force` goes against a query's trained form). Otherwise labels (B, Tp+Tt) int64: column c
+    holds the label of the training token at combined column c (prompt columns, then target
+    columns), -100 off the real tokens and on each row's first real token: nothing predicts that one.
     """
     B, Tp = prompt.prompt_ids.shape
     T = seq.input_ids.shape[1]
@@ -116,14 +110,12 @@ def one_pass_labels(prompt: EvalBatch, seq: TrainBatch) -> tuple[np.ndarray, np.
     if not np.array_equal(n_seq, real.sum(axis=1)):
         return None
     first = Tp - n_prompt  # (B,) combined column of each row's first real token
-    source = np.arange(real.shape[1])[None] - first[:, None] + (T - n_seq)[:, None]  # (B, Tp+Tt) train column
-    source = np.clip(source, 0, T - 1)
+    source = np.clip(np.arange(real.shape[1])[None] - first[:, None], 0, T - 1)  # (B, Tp+Tt) train column
     if not np.array_equal(np.take_along_axis(seq.input_ids, source, axis=1)[real], ids[real]):
         return None
     labels = np.where(real, np.take_along_axis(seq.labels, source, axis=1), IGNORE)
     labels[np.arange(B), first] = IGNORE
-    pad_label = np.where(n_seq < T, seq.labels[np.arange(B), (T - n_seq) % T], IGNORE)
-    return labels, pad_label
+    return labels
 
 
 @torch.no_grad()
@@ -178,7 +170,7 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
 
         # Decoding from the eval prompt (and the teacher-forced loss, in one pass if possible).
         prompt = eval_prompts(batch, data_cfg, prompt_cfg, n_rows)  # what `cotlab prompts` exports
-        seq = render_train(batch, data_cfg, prompt_cfg, n_rows)  # the training rendering eval_loss scores
+        seq = render_train(batch, data_cfg, prompt_cfg, n_rows, pad="right")  # what eval_loss scores, as training
         layout = one_pass_labels(prompt, seq) if one_pass else None
         prompt_ids = torch.from_numpy(prompt.prompt_ids).to(device)  # (B, Tp)
         prompt_mask = None if prompt.prompt_mask.all() else torch.from_numpy(prompt.prompt_mask).to(device)
@@ -194,7 +186,7 @@ def score_rows(model: Transformer, rows: Rows, data_cfg: DataConfig, prompt_cfg:
             del decoded  # free the prefill's logits before the second forward
             ce, ce_tokens = teacher_forced_ce(model, seq, device)  # (B,), (B,)
         else:
-            ce, ce_tokens = one_pass_ce(model, decoded, layout, seq, device)  # (B,), (B,)
+            ce, ce_tokens = one_pass_ce(decoded, layout, device)  # (B,), (B,)
         y_answer = target[torch.arange(B, device=device), answer_pos]  # (B,) y_C
         if prompt_cfg.special:
             said, valid, valid_offline, gen_len = parse_special(tokens, special, prompt_cfg.force == "answer")
@@ -269,24 +261,19 @@ def majority_vote(answers: torch.Tensor, valid: torch.Tensor, V: int) -> torch.T
 
 def teacher_forced_ce(model: Transformer, seq: TrainBatch, device: torch.device
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row CE sum (B,) float64 and labelled positions (B,) int64 of a separate forward of `seq`."""
+    """Per-row CE sum (B,) float64 and labelled positions (B,) int64 of a separate forward of `seq`
+    (right-padded: padding only follows a row's tokens, so the causal forward needs no mask, as in training)."""
     input_ids = torch.from_numpy(seq.input_ids).to(device)  # (B, T)
-    mask = None if seq.attention_mask.all() else torch.from_numpy(seq.attention_mask).to(device)
     labels = torch.from_numpy(seq.labels[:, 1:]).to(device)  # (B, T-1): next-token targets
-    out = model(input_ids, mask)[:, :-1].float()  # (B, T-1, V)
+    out = model(input_ids)[:, :-1].float()  # (B, T-1, V)
     ce = F.cross_entropy(out.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")  # (B, T-1)
     return ce.double().sum(dim=1), (labels != IGNORE).sum(dim=1)
 
 
-def one_pass_ce(model: Transformer, decoded: Decoded, layout: tuple[np.ndarray, np.ndarray], seq: TrainBatch,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """`teacher_forced_ce` from the logits of `prefill_and_decode` (`score_rows`, "One pass").
-
-    The logits of combined column c (prompt slots, then the continuation target[:, :-1]) score the
-    label of column c+1 of `one_pass_labels`; a row `render_train` left-pads adds the CE of a lone
-    pad token's logits against its first real token's label (one extra one-token forward per batch).
-    """
-    labels_np, pad_label_np = layout
+def one_pass_ce(decoded: Decoded, labels_np: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`teacher_forced_ce` from the logits of `prefill_and_decode` (`score_rows`, "One pass"): the
+    logits of combined column c (prompt slots, then the continuation target[:, :-1]) score the label
+    of column c+1 of `one_pass_labels`."""
     Tp = decoded.prompt_logits.size(1)
     labels = torch.from_numpy(labels_np[:, 1:]).to(device)  # (B, Tp+Tt-1): next-token targets
     ce = F.cross_entropy(decoded.prompt_logits.float().transpose(1, 2), labels[:, :Tp], ignore_index=IGNORE,
@@ -294,17 +281,7 @@ def one_pass_ce(model: Transformer, decoded: Decoded, layout: tuple[np.ndarray, 
     if decoded.continuation_logits is not None:
         ce += F.cross_entropy(decoded.continuation_logits.float().transpose(1, 2), labels[:, Tp:],
                               ignore_index=IGNORE, reduction="none").double().sum(dim=1)
-    count = (labels != IGNORE).sum(dim=1)  # (B,)
-    padded = pad_label_np != IGNORE  # (B,)
-    if padded.any():
-        pad_id = int(seq.input_ids[~seq.attention_mask][0])
-        lone = model(torch.full((1, 1), pad_id, dtype=torch.long, device=device))[0].float()  # (1, V)
-        pad_label = torch.from_numpy(pad_label_np).to(device)  # (B,)
-        pad_ce = F.cross_entropy(lone.expand(len(pad_label), -1), pad_label, ignore_index=IGNORE,
-                                 reduction="none")  # (B,), 0 where not padded
-        ce += pad_ce.double()
-        count += torch.from_numpy(padded).to(device)
-    return ce, count
+    return ce, (labels != IGNORE).sum(dim=1)
 
 
 def reduce_scores(scores: RowScores, data_cfg: DataConfig, prompt_cfg: PromptConfig, *,
