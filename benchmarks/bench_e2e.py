@@ -9,6 +9,9 @@ One data point (cot format, N=4, M=2, C=2, K = --examples), generated once; then
 - `cotlab evaluate` of that run on --n-eval rows (both formats, the attention analysis): rows/s
   and prompt tokens/s (`cotlab.plan.eval_prompt_tokens`, the unit `cotlab plan` prices evaluation
   in), wall time of the command including loading the model and data;
+- the in-training evaluation (`evaluate_accuracy` on --n-eval-train rows, one batch) of that run's
+  final model, eager vs `torch.compile(dynamic=True)` as `compile: true` runs it: seconds per
+  evaluation after one warm-up call each (the compile), best of --eval-rounds, interleaved;
 - the same training run in the other precision (fp32 if the first was bf16, else bf16, without
   compile): the largest |difference| of eval_loss over the evaluations both runs record, absolute
   and relative to the fp32 loss. Within --tolerance (relative, default 2%) the two agree.
@@ -31,7 +34,12 @@ import torch
 
 from cotlab.cli import main as cotlab
 from cotlab.config import DataConfig
-from cotlab.data.store import write_dataset
+from cotlab.checkpoint import load_hf
+from cotlab.data.loader import load_rows
+from cotlab.data.store import open_dataset, write_dataset
+from cotlab.formats import DecodeConfig, PromptConfig
+from cotlab.metrics import evaluate_accuracy
+from cotlab.precision import set_precision
 from cotlab.model_config import MODEL_SIZES
 from cotlab.plan import eval_prompt_tokens
 
@@ -49,6 +57,31 @@ def train(root: Path, name: str, args: argparse.Namespace, precision: str, compi
     return pd.read_parquet(root / name / "metrics.parquet")
 
 
+def eval_seconds(run_dir: Path, eval_dir: Path, args: argparse.Namespace, precision: str
+                 ) -> tuple[dict[str, float], bool]:
+    """Seconds of one in-training evaluation of the run's final model, eager and compiled (best of
+    rounds), and whether both scored the same answer accuracy."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_hf(run_dir / "final").to(device).eval()
+    models = {"eager": model, "compiled": torch.compile(model, dynamic=True)}
+    dataset = open_dataset(eval_dir)
+    rows, point = load_rows(dataset, args.n_eval_train), dataset.config
+    best, scores = {name: float("inf") for name in models}, {}
+    with set_precision(precision):
+        for round_ in range(args.eval_rounds + 1):  # round 0 warms up (compiles)
+            for name, m in models.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                scores[name] = evaluate_accuracy(m, rows, point, PromptConfig(format="cot"), batch_size=args.n_eval_train,
+                                  device=device, decode=DecodeConfig(max_new_tokens=point.chain_length))
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if round_:
+                    best[name] = min(best[name], time.perf_counter() - start)
+    return best, scores["eager"]["answer_acc"] == scores["compiled"]["answer_acc"]
+
+
 def run(args: argparse.Namespace) -> dict:
     point = DataConfig(vocab_size=args.vocab, n_inputs=4, n_parents=2, chain_length=2, n_examples=args.examples)
     on_gpu = torch.cuda.is_available()
@@ -64,6 +97,7 @@ def run(args: argparse.Namespace) -> dict:
         eval_s = time.perf_counter() - start
         if code:
             raise SystemExit(f"cotlab evaluate failed with exit code {code}")
+        in_training, eval_agree = eval_seconds(root / "run", root / "eval", args, "bf16" if on_gpu else "fp32")
         check = train(root, "check", args, other, False)
     last = metrics.iloc[-1]
     train_tps = float(last["tokens_seen"] / last["elapsed_s"])
@@ -78,12 +112,18 @@ def run(args: argparse.Namespace) -> dict:
     eval_tokens = eval_prompt_tokens(point.to_dict(), args.n_eval)
     print(f"cotlab evaluate: {args.n_eval / eval_s:,.1f} rows/s, {eval_tokens / eval_s:,.0f} prompt tokens/s "
           f"({args.n_eval} rows, both formats, {eval_s:.1f} s with loading)")
+    eval_ratio = in_training["eager"] / in_training["compiled"]
+    print(f"in-training evaluation ({args.n_eval_train} rows): eager {in_training['eager']:.3f} s, compiled "
+          f"{in_training['compiled']:.3f} s: compiled/eager speed {eval_ratio:.2f}x, "
+          f"answer_acc {'equal' if eval_agree else 'DIFFERENT'}")
     print(f"bf16 vs fp32 eval_loss over {len(diff)} evaluations: max |difference| {diff.max():.2e} "
           f"({100 * rel:.3g}% of fp32; final fp32 {losses['fp32'].iloc[-1]:.4f}, bf16 {losses['bf16'].iloc[-1]:.4f}): "
           f"{'agree' if rel <= args.tolerance else 'DISAGREE'} within {100 * args.tolerance:g}%")
     return {"device": name, "size": args.size, "vocab": args.vocab, "rows": args.rows, "batch": args.batch,
             "train_precision": main_precision, "train_tokens_s": train_tps,
             "evaluate_rows_s": args.n_eval / eval_s, "evaluate_prompt_tokens_s": eval_tokens / eval_s,
+            "eval_eager_s": in_training["eager"], "eval_compiled_s": in_training["compiled"],
+            "eval_compile_ratio": eval_ratio, "eval_compiled_agrees": eval_agree,
             "loss_max_abs_diff": float(diff.max()), "loss_max_rel_diff": rel,
             "final_eval_loss_fp32": float(losses["fp32"].iloc[-1]), "final_eval_loss_bf16": float(losses["bf16"].iloc[-1]),
             "loss_agree": bool(rel <= args.tolerance), "tolerance": args.tolerance}
@@ -100,11 +140,13 @@ def main() -> int:
     parser.add_argument("--n-eval-train", type=int, default=64, help="eval rows of each in-training evaluation")
     parser.add_argument("--evals", type=int, default=4, help="evaluations during training besides step 0")
     parser.add_argument("--compile", action="store_true", help="compile: true for the timed run")
+    parser.add_argument("--eval-rounds", type=int, default=3, help="timed in-training evaluations per variant")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads of the runs")
     parser.add_argument("--tolerance", type=float, default=0.02, help="relative eval_loss agreement bf16 vs fp32")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args()
-    if min(args.rows, args.batch, args.n_eval, args.n_eval_train, args.evals, args.threads, args.examples) < 1:
+    if min(args.rows, args.batch, args.n_eval, args.n_eval_train, args.evals, args.threads, args.examples,
+           args.eval_rounds) < 1:
         parser.error("sizes and counts must be >= 1")
     if args.rows < args.batch or args.n_eval_train > args.n_eval:
         parser.error("need --rows >= --batch and --n-eval-train <= --n-eval")

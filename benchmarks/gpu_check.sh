@@ -3,7 +3,8 @@
 #   training: tokens/s, MFU and ratio vs HF fp32 eager, TF-4 at V=1024, B=64, T=240 (bench_train.py)
 #   decoding: greedy CoT prompts/s vs HF generate() fp32 (bench_decode.py)
 #   data generation: GPU vs the reference-style generator in 8 processes, steady state (bench_generate.py)
-#   end to end: `cotlab train` tokens/s, `cotlab evaluate` rows/s, bf16 vs fp32 eval_loss (bench_e2e.py)
+#   end to end: `cotlab train` tokens/s, `cotlab evaluate` rows/s, compiled vs eager in-training
+#     evaluation, bf16 vs fp32 eval_loss (bench_e2e.py)
 # and writes them to one JSON file: {"mode", "date", "device", "figures": {name: value}, "details": {...}}.
 # `cotlab plan` prices GPU scales from that file when it exists.
 #
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-smoke) mode=cpu-smoke ;;
         --out) out="${2:?gpu_check.sh: --out needs a FILE.json}"; shift ;;
-        -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0" | cut -c3-; exit 0 ;;
         *) echo "gpu_check.sh: option '$1' is not allowed (allowed: --cpu-smoke, --out FILE.json)" >&2; exit 2 ;;
     esac
     shift
@@ -36,7 +37,7 @@ if [ "$mode" = cpu-smoke ]; then
     train=(--size smoke-tf8 --vocab 64 --batch 8 --seq 48 --warmup 1 --steps 2 --rounds 1 --peak-tflops 0.2)
     decode=(--size smoke-tf8 --vocab 64 --batch 8 --seq 48 --rounds 1 --batches 1)
     generate=(--n-ref 4 --n-ours 256 --cores 1 --skip-rss)
-    e2e=(--size smoke-tf8 --vocab 64 --examples 8 --rows 64 --batch 16 --n-eval 16 --n-eval-train 8 --evals 2)
+    e2e=(--size smoke-tf8 --vocab 64 --examples 8 --rows 64 --batch 16 --n-eval 16 --n-eval-train 8 --evals 2 --eval-rounds 1)
 else
     python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
 'gpu_check.sh: no CUDA device here (on a CPU use --cpu-smoke)')"
@@ -73,6 +74,7 @@ figures = {
     "e2e_train_tokens_s": e2e["train_tokens_s"],         # `cotlab train`, evaluations and compile included
     "e2e_evaluate_rows_s": e2e["evaluate_rows_s"],
     "e2e_evaluate_prompt_tokens_s": e2e["evaluate_prompt_tokens_s"],
+    "eval_compile_ratio": e2e["eval_compile_ratio"],    # in-training evaluation, compiled vs eager speed
     "loss_bf16_fp32_max_abs_diff": e2e["loss_max_abs_diff"],
     "loss_bf16_fp32_max_rel_diff": e2e["loss_max_rel_diff"],
 }

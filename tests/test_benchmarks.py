@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = {"train_tokens_s", "train_mfu", "train_ratio", "decode_prompts_s", "decode_ratio", "generate_seq_s",
            "generate_ratio", "e2e_train_tokens_s", "e2e_evaluate_rows_s", "e2e_evaluate_prompt_tokens_s",
-           "loss_bf16_fp32_max_abs_diff", "loss_bf16_fp32_max_rel_diff"}
+           "eval_compile_ratio", "loss_bf16_fp32_max_abs_diff", "loss_bf16_fp32_max_rel_diff"}
 
 
 def gpu_check(*args: str) -> subprocess.CompletedProcess:
@@ -42,6 +42,8 @@ def test_cpu_smoke_writes_every_figure(tmp_path: Path) -> None:
     # both sides of the training benchmark start from the same weights and batch: the same first loss (fp32)
     assert math.isclose(details["train"]["first_loss_ours"], details["train"]["first_loss_reference"], rel_tol=1e-5)
     assert details["decode"]["agree_fp32"] == details["decode"]["n_prompts"]
+    e2e = details["e2e"]  # compiled in-training evaluation: timed against eager, and scoring what eager does
+    assert figures["eval_compile_ratio"] == e2e["eval_eager_s"] / e2e["eval_compiled_s"] and e2e["eval_compiled_agrees"]
     assert f"written to {out}" in proc.stdout
 
 

@@ -61,6 +61,7 @@ def one_step(out: Path, train_dir: str, eval_dir: str) -> None:
     if rank == 0:
         (out / f"scores-w{world_size}.json").write_text(json.dumps({**scores, "labelled": int(counts[0])}))
     if world_size > 1:
+        del step_model  # DDP's reducer before its process group: freed after it, gloo's teardown can deadlock
         dist.destroy_process_group()
 
 

@@ -14,8 +14,9 @@ then the cache is rewound to the prompt and decoding goes on from there, so ever
 goes through the model once.
 
 A `torch.compile(model, dynamic=True)` model decodes here too (the in-training evaluation with
-`compile: true`): the cache's two methods the model calls are left eager, so each layer's compiled
-code sees plain tensors whose lengths are dynamic, and a growing cache does not recompile.
+`compile: true`): its cache (`CompiledModelKVCache`) leaves the two methods the model calls eager,
+so each layer's compiled code sees plain tensors whose lengths are dynamic, and a growing cache
+does not recompile.
 
 CUDA graphs: not yet. The cache is preallocated at its final size so that capturing the
 one-token step can be added without changing this interface; in paper 1 the prefill dominates
@@ -57,7 +58,6 @@ class KVCache:
         self.length = 0  # filled slots S
         self.padded = False  # once a slot may be padding, attention needs an explicit mask
 
-    @torch.compiler.disable  # Python bookkeeping (the fill length): traced, it would recompile every step
     def prepare(self, attention_mask: torch.Tensor | None, T: int
                 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
         """Claim the next T slots for one forward pass.
@@ -101,7 +101,6 @@ class KVCache:
         self.key_valid = self.key_valid.repeat_interleave(n, dim=0)  # (B·n, max_len)
         self.next_position = self.next_position.repeat_interleave(n, dim=0)  # (B·n,)
 
-    @torch.compiler.disable  # writes at the fill length: eager, so compiled layers see only (B, G, S, Dh) tensors
     def insert_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, G, T, Dh) into the next T slots -> this layer's keys, values (B, G, S, Dh)."""
@@ -111,6 +110,16 @@ class KVCache:
         if layer == self.n_layer - 1:
             self.length = stop
         return self.k[layer, :, :, :stop], self.v[layer, :, :, :stop]
+
+
+class CompiledModelKVCache(KVCache):
+    """The KVCache `prefill_and_decode` gives a `torch.compile`d model: the two methods the model calls
+    run eager (a graph break each). Traced, the Python fill length would be a constant of the graph
+    and recompile it at every step; eager, the compiled layers see only tensors of dynamic length.
+    Eager models keep the plain KVCache: they never enter torch._dynamo."""
+
+    prepare = torch.compiler.disable(KVCache.prepare)
+    insert_kv = torch.compiler.disable(KVCache.insert_kv)
 
 
 def activation_dtype(model: Transformer, device: torch.device) -> torch.dtype:
@@ -177,8 +186,9 @@ def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask
     cfg, device = model.cfg, prompt_ids.device
     B, Tp = prompt_ids.shape
     Tc = 0 if continuation is None else continuation.size(1)
-    cache = KVCache(cfg.n_layer, B, Tp + max(max_new_tokens - 1, Tc), cfg.n_kv_head, cfg.head_dim,
-                    activation_dtype(model, device), device)
+    cache_type = CompiledModelKVCache if hasattr(model, "_orig_mod") else KVCache  # _orig_mod: torch.compile's wrapper
+    cache = cache_type(cfg.n_layer, B, Tp + max(max_new_tokens - 1, Tc), cfg.n_kv_head, cfg.head_dim,
+                       activation_dtype(model, device), device)
     prompt_logits = model(prompt_ids, prompt_mask, cache)  # (B, Tp, V): batched prefill
     continuation_logits = None
     if Tc:
@@ -232,4 +242,4 @@ def greedy_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask: tor
     return decoded.tokens, decoded.logits
 
 
-__all__ = ["Decoded", "KVCache", "greedy_decode", "next_tokens", "prefill_and_decode"]
+__all__ = ["CompiledModelKVCache", "Decoded", "KVCache", "greedy_decode", "next_tokens", "prefill_and_decode"]
