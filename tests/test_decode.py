@@ -201,3 +201,32 @@ def test_bad_sampling_inputs(model):
         prefill_and_decode(model, ids, mask, 2, temperature=1.0, n_samples=0)
     with pytest.raises(ConfigError, match="^n_samples=2: must be 1, or more with temperature > 0"):
         prefill_and_decode(model, ids, mask, 2, n_samples=2)
+
+
+
+def test_a_compiled_deep_model_evaluates_like_eager_without_running_out_of_recompiles():
+    """torch.compile(dynamic=True), as the in-training evaluation runs it, of a 12-layer model on the
+    most varied shapes we evaluate (hybrid format, per-sequence K, left-padded prompts, continuations):
+    compiled all the way (failing instead of falling back to eager at the recompile limit), and
+    scoring what eager does. Layers must share their compiled code (the cache counts layers itself)."""
+    import torch._dynamo
+
+    from cotlab.config import DataConfig
+    from cotlab.data.generate import generate_rows
+    from cotlab.formats import PromptConfig
+    from cotlab.metrics import evaluate_accuracy
+    from cotlab.model_config import ModelConfig
+
+    prompt_cfg = PromptConfig(format="hybrid_special_token", recipe={"alpha": 0.5})
+    cfg = DataConfig(vocab_size=32, n_inputs=3, n_parents=2, chain_length=3, n_examples=[3, 4],
+                     special_tokens=True, n_sequences=40)
+    rows = generate_rows(cfg, "eval", 0, 40)
+    model = Transformer(ModelConfig(n_layer=12, d_model=32, n_head=2, n_kv_head=1, d_ff=64,
+                                    vocab_size=32 + prompt_cfg.offset))
+    model.init_weights(3)
+    eager = evaluate_accuracy(model, rows, cfg, prompt_cfg, batch_size=16, device="cpu")
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        compiled = evaluate_accuracy(torch.compile(model, dynamic=True), rows, cfg, prompt_cfg, batch_size=16,
+                                     device="cpu")
+    assert compiled == pytest.approx(eager, rel=1e-5, abs=0, nan_ok=True)

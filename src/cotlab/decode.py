@@ -28,6 +28,7 @@ heads, Dh head dim, L layers, V vocabulary, n new tokens.
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import torch
@@ -37,14 +38,20 @@ from cotlab.model import Transformer, positions_from_mask
 
 
 STOP_CHECK = 4  # decoding steps between two looks at whether every row has stopped
+# Compiled variants a compiled model's code may accumulate while decoding (torch's default is 8): each
+# graph between the cache's eager calls is compiled per shape class (one-token steps, slices of the
+# cache that are or are not contiguous, ...); 7 seen for the attention of a mixed-shape hybrid run.
+COMPILED_DECODE_RECOMPILES = 32
 
 
 class KVCache:
     """Keys and values of every layer for B sequences of up to `max_len` slots, allocated once.
 
     Slot s of row b holds the s-th token fed to the model for that row (left padding included);
-    `key_valid` marks the real ones. `insert_kv` of the last layer advances `length`, as in
-    nanochat, so one forward pass fills T slots.
+    `key_valid` marks the real ones. A forward pass calls `prepare` once, then `insert_kv` once per
+    layer in order, so the cache counts the layers itself (`layer`) and the model passes no layer
+    index (a compiled model would otherwise specialise each layer's code on its own index); the
+    last layer's `insert_kv` advances `length`, as in nanochat, so one forward pass fills T slots.
     """
 
     def __init__(self, n_layer: int, batch_size: int, max_len: int, n_kv_head: int, head_dim: int,
@@ -56,6 +63,7 @@ class KVCache:
         self.key_valid = torch.ones(batch_size, max_len, dtype=torch.bool, device=device)  # (B, max_len)
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,) RoPE position
         self.length = 0  # filled slots S
+        self.layer = 0  # the layer whose insert_kv comes next in this forward pass
         self.padded = False  # once a slot may be padding, attention needs an explicit mask
 
     def prepare(self, attention_mask: torch.Tensor | None, T: int
@@ -66,6 +74,7 @@ class KVCache:
         None when SDPA needs no mask, and whether SDPA's own causal mask is exact (an empty cache).
         """
         start, stop = self.length, self.length + T
+        self.layer = 0
         if stop > self.max_len:
             fail("KVCache.max_len", self.max_len, f"is too small for {stop} slots")
         if attention_mask is None:
@@ -101,9 +110,9 @@ class KVCache:
         self.key_valid = self.key_valid.repeat_interleave(n, dim=0)  # (B·n, max_len)
         self.next_position = self.next_position.repeat_interleave(n, dim=0)  # (B·n,)
 
-    def insert_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, G, T, Dh) into the next T slots -> this layer's keys, values (B, G, S, Dh)."""
+    def insert_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the next layer's k, v (B, G, T, Dh) into the next T slots -> its keys, values (B, G, S, Dh)."""
+        layer, self.layer = self.layer, self.layer + 1
         start, stop = self.length, self.length + k.size(2)
         self.k[layer, :, :, start:stop] = k
         self.v[layer, :, :, start:stop] = v
@@ -189,34 +198,38 @@ def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask
     cache_type = CompiledModelKVCache if hasattr(model, "_orig_mod") else KVCache  # _orig_mod: torch.compile's wrapper
     cache = cache_type(cfg.n_layer, B, Tp + max(max_new_tokens - 1, Tc), cfg.n_kv_head, cfg.head_dim,
                        activation_dtype(model, device), device)
-    prompt_logits = model(prompt_ids, prompt_mask, cache)  # (B, Tp, V): batched prefill
-    continuation_logits = None
-    if Tc:
-        prompt_end = cache.mark()
-        continuation_logits = model(continuation, None, cache)  # (B, Tc, V): teacher-forced
-        cache.rewind(prompt_end)
-    logits = prompt_logits[:, -1]  # (B, V)
-    if n_samples > 1:  # every sample continues from its prompt's prefill
-        cache.repeat_rows(n_samples)
-        logits = logits.repeat_interleave(n_samples, dim=0)  # (B·S, V)
-    stopped = torch.zeros(logits.size(0), dtype=torch.bool, device=device)  # (B·S,)
-    tokens, step_logits = [], []
-    for step in range(max_new_tokens):
-        next_token = next_tokens(logits, temperature, generator)  # (B·S,)
-        if stop_id is not None:
-            next_token = next_token.masked_fill(stopped, stop_id)
-            stopped |= next_token == stop_id
-        tokens.append(next_token)
-        step_logits.append(logits)
-        if (stop_id is not None and min_steps is not None and step + 1 >= min_steps
-                and (step + 1) % STOP_CHECK == 0 and bool(stopped.all())):
-            tokens.append(torch.full((len(stopped), max_new_tokens - step - 1), stop_id, device=device))
-            break
-        if step + 1 < max_new_tokens:
-            logits = model(next_token[:, None], None, cache)[:, -1]  # (B·S, V): one cached step
-    return Decoded(torch.cat([t.view(len(stopped), -1) for t in tokens], dim=1),  # (B·S, n)
-                   torch.stack(step_logits, dim=1),  # (B·S, n decoded, V)
-                   prompt_logits, continuation_logits)
+    # A compiled model's code is compiled per shape class of the graphs between the cache's eager calls.
+    room = (torch._dynamo.config.patch(recompile_limit=COMPILED_DECODE_RECOMPILES)
+            if cache_type is CompiledModelKVCache else contextlib.nullcontext())
+    with room:
+        prompt_logits = model(prompt_ids, prompt_mask, cache)  # (B, Tp, V): batched prefill
+        continuation_logits = None
+        if Tc:
+            prompt_end = cache.mark()
+            continuation_logits = model(continuation, None, cache)  # (B, Tc, V): teacher-forced
+            cache.rewind(prompt_end)
+        logits = prompt_logits[:, -1]  # (B, V)
+        if n_samples > 1:  # every sample continues from its prompt's prefill
+            cache.repeat_rows(n_samples)
+            logits = logits.repeat_interleave(n_samples, dim=0)  # (B·S, V)
+        stopped = torch.zeros(logits.size(0), dtype=torch.bool, device=device)  # (B·S,)
+        tokens, step_logits = [], []
+        for step in range(max_new_tokens):
+            next_token = next_tokens(logits, temperature, generator)  # (B·S,)
+            if stop_id is not None:
+                next_token = next_token.masked_fill(stopped, stop_id)
+                stopped |= next_token == stop_id
+            tokens.append(next_token)
+            step_logits.append(logits)
+            if (stop_id is not None and min_steps is not None and step + 1 >= min_steps
+                    and (step + 1) % STOP_CHECK == 0 and bool(stopped.all())):
+                tokens.append(torch.full((len(stopped), max_new_tokens - step - 1), stop_id, device=device))
+                break
+            if step + 1 < max_new_tokens:
+                logits = model(next_token[:, None], None, cache)[:, -1]  # (B·S, V): one cached step
+        return Decoded(torch.cat([t.view(len(stopped), -1) for t in tokens], dim=1),  # (B·S, n)
+                       torch.stack(step_logits, dim=1),  # (B·S, n decoded, V)
+                       prompt_logits, continuation_logits)
 
 
 def next_tokens(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -30,8 +30,7 @@ class KVCacheLike(Protocol):
     def prepare(self, attention_mask: torch.Tensor | None, T: int
                 ) -> tuple[torch.Tensor, torch.Tensor | None, bool]: ...
 
-    def insert_kv(self, layer: int, k: torch.Tensor, v: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def insert_kv(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def causal_padding_mask(key_valid: torch.Tensor, T: int) -> torch.Tensor:
@@ -85,11 +84,10 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class Attention(nn.Module):
-    """Causal grouped-query self-attention with RoPE; `layer` indexes the KV cache."""
+    """Causal grouped-query self-attention with RoPE."""
 
-    def __init__(self, cfg: ModelConfig, layer: int):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.layer = layer
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         self.wq = nn.Linear(cfg.d_model, cfg.n_head * cfg.head_dim, bias=False)
         self.wk = nn.Linear(cfg.d_model, cfg.n_kv_head * cfg.head_dim, bias=False)
@@ -112,7 +110,7 @@ class Attention(nn.Module):
         B, T, _ = x.shape
         q, k, v = self.qkv(x, cos, sin)
         if cache is not None:
-            k, v = cache.insert_kv(self.layer, k, v)  # (B, G, S, Dh): the whole filled prefix
+            k, v = cache.insert_kv(k, v)  # (B, G, S, Dh): this layer's whole filled prefix
             k, v = k.to(q.dtype), v.to(q.dtype)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
                                            enable_gqa=True)  # (B, H, T, Dh)
@@ -145,10 +143,10 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, cfg: ModelConfig, layer: int):
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.attention_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.attention = Attention(cfg, layer)
+        self.attention = Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.feed_forward = MLP(cfg)
 
@@ -169,7 +167,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.layers = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer))
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         # The output projection is tied to tok_embeddings (docs/models.md): no separate weight.
 

@@ -71,4 +71,6 @@ def test_a_gpu_job_counts_the_draws_of_one_gpu_tile():
     cpu, gpu = memory_terms(cfg, 1024, 2), memory_terms(cfg, 1024, 2, "cuda")
     extra = set(gpu) - set(cpu)
     assert len(extra) == 1 and {k: gpu[k] for k in cpu} == cpu
-    assert gpu[extra.pop()] == 2 * 8 * 16 * 1024 * (2 * (4 + 1) + 40 * 4 + 2 * 1 * 100 * 100)  # ~5.2 GB
+    # a tile: 4 GiB of float64 scores and weights, 8 * (40 * 1024 + 2 * 100 * 100) bytes a row -> 8,806 rows;
+    # a group of tasks may pass it by up to one block; draws and their joined copy
+    assert gpu[extra.pop()] == 2 * 8 * (8806 + 1024) * (2 * (4 + 1) + 40 * 4 + 2 * 1 * 100 * 100)  # ~3.2 GB

@@ -505,6 +505,7 @@ def _mixed_block(cfg: DataConfig, split: str, block: int, glob: Globals) -> Rows
             rows.h_ids[which, :chain_length] = part.rows.h_ids
         if rows.cot_u is not None:
             rows.cot_u[which, first:] = part.rows.cot_u
+        del draws, part  # before the next shape draws: one shape's draws at a time (preflight counts that)
     return rows
 
 
@@ -521,14 +522,20 @@ def tile_rows(cfg: DataConfig, device: str) -> int:
     """Sequences per compute tile: the (B, K, V_eff) float64 logits stay within the device budget.
     Mixed shapes are computed a whole block at a time (`_mixed_block`). A GPU tile may span several
     blocks (`_gpu_tiles`)."""
-    row_bytes = 8 * cfg.n_examples * cfg.n_usable
     if cfg.mixed_shapes:
         return BLOCK_SIZE
     if device == "cpu":
-        return int(np.clip(CPU_LOGITS_BYTES // row_bytes, 1, CPU_MAX_TILE))
+        return int(np.clip(CPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, CPU_MAX_TILE))
     import torch
 
-    budget = min(GPU_LOGITS_BYTES, torch.cuda.mem_get_info(device)[0] // 4) if device.startswith("cuda") else GPU_LOGITS_BYTES
+    return gpu_tile_rows(cfg, torch.cuda.mem_get_info(device)[0] if device.startswith("cuda") else None)
+
+
+def gpu_tile_rows(cfg: DataConfig, free_bytes: int | None) -> int:
+    """Sequences per GPU tile: its float64 scores and processor weights within GPU_LOGITS_BYTES and a
+    quarter of the device's free memory (None: unknown, the preflight's bound)."""
+    budget = GPU_LOGITS_BYTES if free_bytes is None else min(GPU_LOGITS_BYTES, free_bytes // 4)
+    row_bytes = 8 * (cfg.n_examples * cfg.n_usable + cfg.chain_length * cfg.h_num_layers * cfg.n_dims**2)
     return int(np.clip(budget // row_bytes, 1, GPU_MAX_BLOCKS * BLOCK_SIZE))
 
 
@@ -568,16 +575,21 @@ def _gpu_tiles(cfg: DataConfig, results: Iterator[tuple[int, int, Draws]], glob:
     for item in itertools.chain(results, [None]):
         if item is not None:
             group.append(item)
-        filled = sum(len(draws.rows) for _, _, draws in group)
-        if group and (item is None or filled >= size):
-            joined = Draws(Rows.concat([draws.rows for _, _, draws in group]),
-                           np.concatenate([draws.weights for _, _, draws in group]))
-            _compute_torch(cfg, joined, glob, device, size)
-            first = 0
-            for offset, n, draws in group:
-                yield joined.rows.take(slice(first + offset, first + offset + n))
-                first += len(draws.rows)
-            group = []
+        if group and (item is None or sum(len(draws.rows) for _, _, draws in group) >= size):
+            pieces = _computed_group(cfg, group, glob, device, size)
+            group = []  # the draws are freed before the pieces are consumed: at most 2 tiles of draws at once
+            yield from pieces
+
+
+def _computed_group(cfg: DataConfig, group: list[tuple[int, int, Draws]], glob: Globals, device: str,
+                    size: int) -> list[Rows]:
+    """The tasks' draws of `group` computed together in tiles of `size` rows -> each task's n rows from `offset`."""
+    joined = Draws(Rows.concat([draws.rows for _, _, draws in group]),
+                   np.concatenate([draws.weights for _, _, draws in group]))
+    _compute_torch(cfg, joined, glob, device, size)
+    starts = np.cumsum([0] + [len(draws.rows) for _, _, draws in group])
+    return [joined.rows.take(slice(first + offset, first + offset + n))
+            for first, (offset, n, _) in zip(starts, group)]
 
 
 def _task(cfg_json: str, split: str, block: int, lo: int, hi: int, compute: bool) -> Rows | Draws:
@@ -659,9 +671,10 @@ def check_run_options(chunk_size: int, device: str, workers: int) -> None:
 def iter_rows(cfg: DataConfig, split: str, start: int, stop: int, *, chunk_size: int = 1024,
               device: str = "cpu", workers: int = 1) -> Iterator[Rows]:
     """Rows [start, stop) of `split` as consecutive pieces of at most chunk_size rows (never more
-    than one 1,024-row block), in row order. Memory is bounded by the chunk size. With a CUDA device
-    the workers only draw and the parent computes on the GPU. Arguments are checked here, before
-    any work; the rows are produced as the iterator is consumed."""
+    than one 1,024-row block), in row order. Memory is bounded by the chunk size on the CPU; with a
+    CUDA device the workers only draw and the parent computes tiles of up to GPU_MAX_BLOCKS blocks
+    of draws on the GPU (`_gpu_tiles`). Arguments are checked here, before any work; the rows are
+    produced as the iterator is consumed."""
     cfg.split_seed(split)  # rejects an unknown split
     check_run_options(chunk_size, device, workers)
     if not 0 <= start <= stop:

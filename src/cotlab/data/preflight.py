@@ -11,7 +11,7 @@ jobs precisely:
   every task in flight (1, or 2 per worker: whole-block DAG keys and inputs, chunk-size rows of
   processor weights, a CPU tile's gathered parent embeddings; with per-sequence shapes one shape's
   whole-block draws at a time, and the rows kept of them); with --device cuda, the draws of one GPU
-  tile in the parent (up to GPU_MAX_BLOCKS blocks, and their joined copy); a shard of rows being
+  tile in the parent (`generate.gpu_tile_rows`, and their joined copy); a shard of rows being
   written (about three copies);
 - disk, a lower bound: input tokens are uniform, so no compression stores one in fewer than
   log2(V_eff) bits; plus E and the pool in float64. The old dataset at --out is removed only
@@ -26,7 +26,7 @@ import shutil
 from pathlib import Path
 
 from cotlab.config import SHAPE_FIELDS, ConfigError, DataConfig, clip, data_id, short
-from cotlab.data.generate import BLOCK_SIZE, GPU_MAX_BLOCKS, tile_rows
+from cotlab.data.generate import BLOCK_SIZE, gpu_tile_rows, tile_rows
 from cotlab.atomic import existing_parent
 from cotlab.data.store import ROWS_PER_SHARD, cotlab_manifest
 
@@ -71,8 +71,9 @@ def memory_terms(cfg: DataConfig, chunk_size: int, workers: int, device: str = "
              "--chunk-size, --workers)": (1 if workers == 1 else 2 * workers) * task,
              "a shard of rows (n_examples, n_inputs, chain_length)": 3 * ROWS_PER_SHARD * row}
     if device != "cpu" and not cfg.mixed_shapes:  # mixed shapes are computed on the CPU
+        rows = gpu_tile_rows(cfg, None) + BLOCK_SIZE  # a group of tasks passes the tile by < one task
         terms["a GPU tile's draws (n_examples, n_inputs, chain_length, h_num_layers, n_dims, --device)"] = (
-            2 * 8 * GPU_MAX_BLOCKS * BLOCK_SIZE * (drawn + C * L * d * d))
+            2 * 8 * rows * (drawn + C * L * d * d))  # the tasks' draws and their joined copy
     return terms
 
 
