@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from cotlab.atomic import write_atomic
-from cotlab.cards import load_card
+from cotlab.cards import card_note, load_card
 from cotlab.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,8 +72,11 @@ def best_runs(summary: pd.DataFrame) -> str:
 
 def card_section(card: str, entry: dict, layout: Layout, claims: pd.DataFrame) -> str:
     spec = load_card(card, REPO / "config")
-    lines = [f"## {card}", "", f"*{spec.title}*", "",
-             f"{entry['minutes']:.1f} minutes on {entry['cores']} cores, {entry['date']}, commit `{entry['commit']}`.", ""]
+    lines = [f"## {card}", "", f"*{spec.title}*", ""]
+    note = card_note(card, SCALE, REPO / "config")  # what the figure's caption says about this scale
+    if note:
+        lines += [f"> {note}", ""]
+    lines += [f"{entry['minutes']:.1f} minutes on {entry['cores']} cores, {entry['date']}, commit `{entry['commit']}`.", ""]
     if (GALLERY / f"{card}.png").is_file():
         lines += [f"![{card} at the cpu scale](gallery/{card}.png)", ""]
     tables = layout.card_tables(card, trains=spec.kind == "runs" and not spec.reuse)

@@ -286,6 +286,10 @@ def test_a_cards_note_at_a_scale_is_printed_under_its_figure(tmp_path, monkeypat
     config = Path(__file__).resolve().parents[1] / "config"
     assert resolve_card("fig_vocab", "cpu", str(config))["note"].startswith("At the cpu scale")
     assert resolve_card("fig_vocab", "smoke", str(config))["note"] is None
+    # a card of reused runs carries its sources' notes, each once: fig_attention reuses fig_diversity and fig_parents
+    sources = [resolve_card(card, "cpu", str(config))["note"] for card in ("fig_diversity", "fig_parents")]
+    assert all(sources) and resolve_card("fig_attention", "cpu", str(config))["note"] == " ".join(sources)
+    assert resolve_card("fig_losses", "cpu", str(config))["note"] == resolve_card("fig_vocab", "cpu", str(config))["note"]
     figures = []
     real_save = theme.save
     monkeypatch.setattr(theme, "save", lambda fig, out, note=None: figures.append(fig) or real_save(fig, out, note))

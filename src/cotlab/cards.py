@@ -301,8 +301,19 @@ def resolve_card(exp_id: str, scale: str, config_dir: str | Path = "config", see
             "data": data, "train": train, "eval_every_seqs": every, "sweep": sweep, "models": r.models,
             "model_sizes": {m: sc.model_sizes.get(m, m) for m in r.models}, "formats": r.formats,
             "seeds": r.seeds, "reseed_data": r.reseed_data, "plot": card.plot.to_dict(), "scale": scale,
-            "n_cov": sc.n_cov, "note": card.scales.get(scale, Override()).note,
+            "n_cov": sc.n_cov, "note": card_note(exp_id, scale, config_dir),
             "probes": {name: probe.to_dict() for name, probe in card_probes(exp_id, scale, config_dir).items()}}
+
+
+def card_note(exp_id: str, scale: str, config_dir: str | Path = "config") -> str | None:
+    """The note under a card's figure at `scale`: its own, else those of the cards it reuses (a figure
+    of reused runs shows what their cards' notes warn about)."""
+    card = load_card(exp_id, config_dir)
+    own = card.scales.get(scale, Override()).note
+    if own or not card.reuse:
+        return own
+    notes = [card_note(source, scale, config_dir) for source in card.reuse if source != exp_id]
+    return " ".join(dict.fromkeys(note for note in notes if note)) or None
 
 
 def _grid(r: _Resolved) -> list[tuple[dict[str, Any], dict, dict, int | None]]:
