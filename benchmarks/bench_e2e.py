@@ -73,8 +73,9 @@ def eval_seconds(run_dir: Path, eval_dir: Path, args: argparse.Namespace, precis
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
-                scores[name] = evaluate_accuracy(m, rows, point, PromptConfig(format="cot"), batch_size=args.n_eval_train,
-                                  device=device, decode=DecodeConfig(max_new_tokens=point.chain_length))
+                scores[name] = evaluate_accuracy(m, rows, point, PromptConfig(format="cot"),
+                                                 batch_size=args.n_eval_train, device=device,
+                                                 decode=DecodeConfig(max_new_tokens=point.chain_length))
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 if round_:

@@ -76,7 +76,8 @@ def card_section(card: str, entry: dict, layout: Layout, claims: pd.DataFrame) -
     note = card_note(card, SCALE, REPO / "config")  # what the figure's caption says about this scale
     if note:
         lines += [f"> {note}", ""]
-    lines += [f"{entry['minutes']:.1f} minutes on {entry['cores']} cores, {entry['date']}, commit `{entry['commit']}`.", ""]
+    lines += [f"{entry['minutes']:.1f} minutes on {entry['cores']} cores, {entry['date']}, "
+              f"commit `{entry['commit']}`.", ""]
     if (GALLERY / f"{card}.png").is_file():
         lines += [f"![{card} at the cpu scale](gallery/{card}.png)", ""]
     tables = layout.card_tables(card, trains=spec.kind == "runs" and not spec.reuse)

@@ -22,9 +22,10 @@ rows are aligned to fixed offsets inside each block, so every row goes through e
 floating-point operations whatever the chunk size or worker count: the output is bit-for-bit
 independent of both. With device="cuda" the same float64 operations run in torch on the GPU
 (draws stay on the CPU, in the worker processes), on tiles of up to GPU_MAX_BLOCKS blocks' rows
-gathered from consecutive tasks; a different BLAS, or another tile composition (chunk size,
-start row), can only change a token where two float64 logits agree to ~1e-15. For speed give each process one BLAS thread (`cotlab generate` does):
-threaded OpenBLAS on these small matmuls was measured 5x slower on 2 cores.
+gathered from consecutive tasks; a different BLAS, or another tile composition (chunk size, start
+row), can only change a token where two float64 logits agree to ~1e-15. For speed give each
+process one BLAS thread (`cotlab generate` does): threaded OpenBLAS on these small matmuls was
+measured 5x slower on 2 cores.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ NORMAL_DRAW_BYTES = 16 << 20  # fresh weights are drawn in row pieces of at most
 LEAKY_SLOPE = 0.5  # the authors' nn.LeakyReLU(0.5), not torch's default 0.01
 CPU_FLOAT32_SCORES = True  # False: the CPU scores in float64 only (same tokens; tests, benchmarks, workers=1)
 SCORE_SAFETY = 16.0  # factor on the rounding-error bounds of `_checked_argmax`
-SCORE_CHUNK_BYTES = 512 << 10  # float32 scores are taken in pieces of rows that stay in L2 (1.6x faster than 64 KiB, 1.1x than 256 KiB on a 2 MiB-L2 EPYC)
+# float32 scores are taken in pieces of rows that stay in L2 (on a 2 MiB-L2 EPYC: 1.6x faster than
+# 64 KiB pieces, 1.1x than 256 KiB)
+SCORE_CHUNK_BYTES = 512 << 10
 
 
 @dataclass
@@ -528,7 +531,7 @@ def tile_rows(cfg: DataConfig, device: str) -> int:
         return int(np.clip(CPU_LOGITS_BYTES // (8 * cfg.n_examples * cfg.n_usable), 1, CPU_MAX_TILE))
     import torch
 
-    return gpu_tile_rows(cfg, torch.cuda.mem_get_info(device)[0] if device.startswith("cuda") else None)
+    return gpu_tile_rows(cfg, torch.cuda.mem_get_info(device)[0])  # device: "cuda" or "cuda:<i>" (check_run_options)
 
 
 def gpu_tile_rows(cfg: DataConfig, free_bytes: int | None) -> int:
