@@ -48,7 +48,9 @@ BLOCK_SIZE = 1024
 SPLIT_CODES = {"train": 0, "eval": 1}
 SHAPE_KEY = 5  # spawn_key (5, split_code, block) of the per-sequence shapes (docs/data.md, "Seeds and random streams")
 ABSENT = -1  # the value of padded entries of mixed-shape rows (no token has it)
-CPU_LOGITS_BYTES = 4 << 20  # a CPU tile's (B, K, V_eff) float64 logits stay cache-sized
+# a CPU tile's (B, K, V_eff) float64 logits (the exact path, and the rare whole-tile fallback of
+# `_checked_argmax`) stay within this; the float32 path holds only pieces of SCORE_CHUNK_BYTES
+CPU_LOGITS_BYTES = 32 << 20
 CPU_MAX_TILE = 64  # larger tiles gain nothing and make small chunks recompute more
 GPU_LOGITS_BYTES = 4 << 30  # a GPU tile's float64 logits: at most this, or a quarter of the free memory
 GPU_MAX_BLOCKS = 16  # a GPU tile spans up to this many blocks' draws (fewer launches and host syncs)
@@ -56,9 +58,10 @@ NORMAL_DRAW_BYTES = 16 << 20  # fresh weights are drawn in row pieces of at most
 LEAKY_SLOPE = 0.5  # the authors' nn.LeakyReLU(0.5), not torch's default 0.01
 CPU_FLOAT32_SCORES = True  # False: the CPU scores in float64 only (same tokens; tests, benchmarks, workers=1)
 SCORE_SAFETY = 16.0  # factor on the rounding-error bounds of `_checked_argmax`
-# float32 scores are taken in pieces of rows that stay in L2 (on a 2 MiB-L2 EPYC: 1.6x faster than
-# 64 KiB pieces, 1.1x than 256 KiB)
-SCORE_CHUNK_BYTES = 512 << 10
+# float32 scores are taken in pieces of this many bytes of rows: few numpy calls per piece matter
+# more than cache fit (default point, 1 core, 512 KiB-L2 EPYC: 2 MiB 1.09x faster than 512 KiB, 1.19x
+# than 256 KiB; 4 MiB no faster)
+SCORE_CHUNK_BYTES = 2 << 20
 
 
 @dataclass
@@ -173,7 +176,7 @@ def _cached_globals(cfg_json: str) -> Globals:
 def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """sigma of docs/data.md ("The data-generating process") as an elementwise numpy function (float64)."""
     if name == "leaky_relu":
-        return lambda z: np.where(z >= 0, z, LEAKY_SLOPE * z)
+        return lambda z: np.maximum(z, LEAKY_SLOPE * z)  # slope < 1: bit for bit where(z >= 0, z, slope z)
     if name == "relu":
         return lambda z: np.maximum(z, 0.0)
     if name == "silu":
@@ -187,8 +190,8 @@ def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, inputs: np.ndarray,
-                 activation: str, n_usable: int, *, workspace: np.ndarray | None = None,
-                 exact: bool = False, scoring: Scoring | None = None) -> np.ndarray:
+                 activation: str, n_usable: int, *, exact: bool = False,
+                 scoring: Scoring | None = None) -> np.ndarray:
     """The map (E, H, DAG, inputs) -> chain tokens of docs/data.md ("The data-generating process"),
     batched over rows and examples.
 
@@ -196,8 +199,6 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
     acting on column vectors (z = W e); dag (B, C, M) node ids; inputs (B, K, N) token ids;
     -> (B, K, C) int64. Ids >= n_usable (the reserved special ids, always the top of the
     vocabulary) are never chosen, which is the same as masking their logits to -inf; ties go to
-    the smallest id. `workspace`, a float64 array of >= B*K*V_eff elements, holds the logits; reusing
-    one across calls avoids page-faulting a fresh multi-MB array per tile (2-5x faster).
 
     h is always computed in float64. exact=True takes the argmax of the float64 logits (the
     reference); exact=False (default) scores in float32 and rescores near-ties in float64
@@ -212,43 +213,56 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
         raise ValueError("chain_tokens: a parent of step c must be a node below N + c")
     sigma = activation_fn(activation)
     candidates = embedding[:n_usable].T  # (d, V_eff)
-    if workspace is None:
-        workspace = np.empty(B * K * n_usable)
-    logits = workspace[:B * K * n_usable].reshape(B * K, n_usable)  # (B*K, V_eff)
     if not exact and scoring is None:
         scoring = float32_scoring(embedding, n_usable)
     exact = exact or scoring is None
-    tokens = np.empty((B, K, N + C), np.int64)  # T: inputs, then y_1..y_C as they are computed
-    tokens[..., :N] = inputs
+    # the nodes' tokens: inputs, then y_1..y_C as they are computed; a node's K tokens are contiguous
+    nodes = np.empty((B, N + C, K), np.int64)
+    nodes[:, :N] = inputs.transpose(0, 2, 1)
+    rows = np.arange(B)[:, None]
     for c in range(C):
-        parents = np.broadcast_to(dag[:, None, c, :], (B, K, M))
-        x = embedding[np.take_along_axis(tokens, parents, axis=2)]  # (B, K, M, d)
+        parents = nodes[rows, dag[:, c]]  # (B, M, K) token ids
         if L == 1:  # H_c is linear: average first, then one matmul (M times fewer flops)
-            z = x.mean(axis=2) @ weights[:, c, 0].transpose(0, 2, 1)  # (B, K, d)
+            mean = _mean(embedding.take(parents[:, m], axis=0) for m in range(M))  # (B, K, d)
+            z = mean @ weights[:, c, 0].transpose(0, 2, 1)  # (B, K, d)
         else:
-            x = x.reshape(B, K * M, d)  # (B, K*M, d)
+            x = embedding.take(parents.transpose(0, 2, 1), axis=0).reshape(B, K * M, d)  # example-major
             for layer in range(L):
                 x = x @ weights[:, c, layer].transpose(0, 2, 1)  # (B, K*M, d)
                 if layer < L - 1:
                     x = sigma(x)
             z = x.reshape(B, K, M, d).mean(axis=2)  # (B, K, d)
-        h = sigma(z)  # (B, K, d)
+        h = sigma(z).reshape(B * K, d)
         if exact:
-            np.matmul(h.reshape(B * K, d), candidates, out=logits)  # (B*K, V_eff)
-            tokens[..., N + c] = logits.argmax(axis=1).reshape(B, K)
+            nodes[:, N + c] = (h @ candidates).argmax(axis=1).reshape(B, K)  # (B*K, V_eff) logits
         else:
-            tokens[..., N + c] = _checked_argmax(h.reshape(B * K, d), candidates, scoring,
-                                                 logits).reshape(B, K)
-    return tokens[..., N:]
+            nodes[:, N + c] = _checked_argmax(h, candidates, scoring).reshape(B, K)
+    return nodes[:, N:].transpose(0, 2, 1)
+
+
+def _mean(terms: Iterator[np.ndarray]) -> np.ndarray:
+    """The mean of equally shaped arrays, added in order, then divided by their number: bit for bit
+    numpy's mean over an axis of that many elements (a short strided axis is added in order), without
+    stacking them (5x faster than `.mean(axis=2)` of the gathered (B, K, M, d) parents)."""
+    total = next(terms).copy()
+    count = 1
+    for term in terms:
+        total += term
+        count += 1
+    total /= count
+    return total
 
 
 @dataclass(frozen=True)
 class Scoring:
     """E prepared for `_checked_argmax`: candidates32 (d, V_eff) float32 = E[:V_eff].T 2^-k with
-    max_v |E_v| 2^-k in [0.5, 1), and e_max = max_v |E_v| (2-norms, float64)."""
+    max_v |E_v| 2^-k in [0.5, 1), e_max = max_v |E_v| (2-norms, float64), and scores, the (rows, V_eff)
+    float32 buffer of one piece's scores (SCORE_CHUNK_BYTES), reused: a fresh one per piece would
+    page-fault (2-5x slower)."""
 
     candidates32: np.ndarray
     e_max: float
+    scores: np.ndarray
 
 
 def float32_scoring(embedding: np.ndarray, n_usable: int) -> Scoring | None:
@@ -261,7 +275,9 @@ def float32_scoring(embedding: np.ndarray, n_usable: int) -> Scoring | None:
     if not 2.0**-500 <= e_max <= 2.0**500:
         return None
     _, shift = np.frexp(e_max)
-    return Scoring(np.ascontiguousarray(np.ldexp(candidates, -shift), np.float32), e_max)
+    rows = max(1, SCORE_CHUNK_BYTES // (4 * n_usable))
+    return Scoring(np.ascontiguousarray(np.ldexp(candidates, -shift), np.float32), e_max,
+                   np.empty((rows, n_usable), np.float32))
 
 
 def _top_two(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,15 +286,13 @@ def _top_two(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(len(scores))
     top = scores[rows, best]
     scores[rows, best] = -np.inf
-    return best, top - scores[rows, scores.argmax(axis=1)]  # inf when V = 1 (argmax beats max 2x)
+    return best, top - scores.max(axis=1)  # inf when V = 1
 
 
-def _checked_argmax(h: np.ndarray, candidates: np.ndarray, scoring: Scoring,
-                    logits: np.ndarray) -> np.ndarray:
+def _checked_argmax(h: np.ndarray, candidates: np.ndarray, scoring: Scoring) -> np.ndarray:
     """``np.matmul(h, candidates, out=logits).argmax(axis=1)`` (the float64 path), via float32 scores.
 
-    h (n, d) float64; candidates (d, V_eff) float64 = E[:V_eff].T; scoring its float32 form;
-    logits the (n, V_eff) float64 workspace, whose memory also holds the float32 scores.
+    h (n, d) float64; candidates (d, V_eff) float64 = E[:V_eff].T; scoring its float32 form.
     -> (n,) int64, equal to the float64 path's argmax (ties to the smallest id) row for row.
 
     Why this is exact. Let u = 2^-24 and w = 2^-53 be the float32 and float64 unit roundoffs and
@@ -287,7 +301,8 @@ def _checked_argmax(h: np.ndarray, candidates: np.ndarray, scoring: Scoring,
     (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., section 3.1), and
     sum |h_i E_vi| <= |h| |E_v| (Cauchy-Schwarz).
     1. float32 filter. E is scaled by an exact power of two, Es = 2^-k E with max_v |Es_v| in
-       [0.5, 1). For a row whose largest |h_i| lies in [2^-60, 2^60] nothing overflows and float32
+       [0.5, 1). For a row whose largest |h_i| lies in [2^-60, 2^60] (checked through |h|, as
+       largest |h_i| lies in [|h| / sqrt(d), |h|]) nothing overflows and float32
        underflow costs at most ~d 2^-149 absolute, negligible next to the bound below (>= 2^-80).
        Rounding h and Es to float32 costs 2u relative per product and the float32 dot product
        gamma_d more, so the float32 score t_v has |t_v - 2^-k s_v| <= (d + 2) u |h| |Es_v|
@@ -305,36 +320,39 @@ def _checked_argmax(h: np.ndarray, candidates: np.ndarray, scoring: Scoring,
        s_v, so a float64 gap above 4 d w |h| e_max (times SCORE_SAFETY, plus d 2^-1000 for
        underflow) decides the float64 path's argmax too.
     3. Anything left (exact float64 ties such as duplicated rows of E or hand-made integer
-       examples; rows with largest |h_i| outside [2^-60, 2^60]; NaN or inf) is computed exactly as
+       examples; rows whose |h| does not place largest |h_i| in [2^-60, 2^60]; NaN or inf) is computed exactly as
        the float64 path does: the whole tile's float64 matmul, then argmax, so ties go to the
        smallest id bit for bit.
     A row of h that is all zeros (relu can give that) has every float64 score exactly +-0, so the
     float64 path answers id 0; it is answered directly.
     """
     n, d = h.shape
-    V = candidates.shape[1]
-    chunk = min(n, max(1, SCORE_CHUNK_BYTES // (4 * V)))
-    scores = logits.reshape(-1).view(np.float32)[:chunk * V].reshape(chunk, V)
-    largest = np.abs(h).max(axis=1)  # (n,), NaN for a row with a NaN
-    ordinary = (largest >= 2.0**-60) & (largest <= 2.0**60)  # False for NaN, inf and 0
+    scores = scoring.scores
+    chunk = len(scores)
     with np.errstate(over="ignore", invalid="ignore"):  # rows that are not ordinary: rechecked
+        norm = np.sqrt(np.einsum("ij,ij->i", h, h))  # (n,) |h|: inf or NaN for huge or non-finite rows
+        # largest |h_i| in [2^-60, 2^60], with room for the rounding of norm (False for NaN, inf, 0)
+        ordinary = (norm >= 2.0**-59 * np.sqrt(d)) & (norm <= 2.0**59)
         h32 = h.astype(np.float32)
-        bound = SCORE_SAFETY * 2 * ((d + 2) * 2.0**-24 + d * 2.0**-53) * np.sqrt(np.einsum("ij,ij->i", h, h))
+        bound = SCORE_SAFETY * 2 * ((d + 2) * 2.0**-24 + d * 2.0**-53) * norm
         best, gap = np.empty(n, np.int64), np.empty(n, np.float32)
-        for a in range(0, n, chunk):  # cache-sized pieces: 2x faster than one tile-sized matmul
+        for a in range(0, n, chunk):  # pieces of SCORE_CHUNK_BYTES
             b = min(a + chunk, n)
             np.matmul(h32[a:b], scoring.candidates32, out=scores[:b - a])
             best[a:b], gap[a:b] = _top_two(scores[:b - a])
-        zero = largest == 0
+        unsure = ~(ordinary & (gap >= bound))
+        small = np.flatnonzero(norm == 0)  # all zeros, or tiny entries whose squares underflow
+        zero = small[~h[small].any(axis=1)]
         best[zero] = 0  # all float64 scores are +-0: the smallest id
-        unsure = np.flatnonzero(~zero & ~(ordinary & (gap >= bound)))
+        unsure[zero] = False
+        unsure = np.flatnonzero(unsure)
     if unsure.size:
-        best[unsure] = _recheck(h, unsure, candidates, scoring.e_max, ordinary[unsure], logits)
+        best[unsure] = _recheck(h, unsure, candidates, scoring.e_max, ordinary[unsure])
     return best
 
 
 def _recheck(h: np.ndarray, unsure: np.ndarray, candidates: np.ndarray, e_max: float,
-             ordinary: np.ndarray, logits: np.ndarray) -> np.ndarray:
+             ordinary: np.ndarray) -> np.ndarray:
     """Steps 2 and 3 of `_checked_argmax` for the rows `unsure` of h: their float64-path argmax."""
     d = h.shape[1]
     rows = h[unsure]
@@ -344,15 +362,13 @@ def _recheck(h: np.ndarray, unsure: np.ndarray, candidates: np.ndarray, e_max: f
         bound64 = SCORE_SAFETY * (4 * d * 2.0**-53 * h_norm * e_max + d * 2.0**-1000)
         sure = ordinary & (gap > bound64)
     if not sure.all():  # a float64 near-tie: the float64 path's own operation, on the whole tile
-        best[~sure] = _tile_argmax(h, unsure[~sure], candidates, logits)
+        best[~sure] = _tile_argmax(h, unsure[~sure], candidates)
     return best
 
 
-def _tile_argmax(h: np.ndarray, rows: np.ndarray, candidates: np.ndarray, logits: np.ndarray) -> np.ndarray:
+def _tile_argmax(h: np.ndarray, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """Step 3 of `_checked_argmax`: the float64 path itself (the tile's matmul), argmax of `rows` only."""
-    logits.fill(0.0)  # the float32 scores lived here; gemm with beta = 0 ignores C anyway
-    np.matmul(h, candidates, out=logits)
-    return logits[rows].argmax(axis=1)
+    return (h @ candidates)[rows].argmax(axis=1)
 
 
 def chain_tokens_torch(embedding, weights, dag, inputs, activation: str, n_usable: int):
@@ -544,13 +560,12 @@ def gpu_tile_rows(cfg: DataConfig, free_bytes: int | None) -> int:
 
 def _compute_cpu(cfg: DataConfig, draws: Draws, glob: Globals) -> None:
     rows, size = draws.rows, tile_rows(cfg, "cpu")
-    workspace = np.empty(size * cfg.n_examples * cfg.n_usable)
     scoring = float32_scoring(glob.embedding, cfg.n_usable) if CPU_FLOAT32_SCORES else None
     for a in range(0, len(rows), size):
         tile = slice(a, a + size)
         rows.chain[tile] = chain_tokens(glob.embedding, draws.weights[tile], rows.dag[tile],
                                         rows.inputs[tile], cfg.activation, cfg.n_usable,
-                                        workspace=workspace, exact=scoring is None, scoring=scoring)
+                                        exact=scoring is None, scoring=scoring)
 
 
 def _compute_torch(cfg: DataConfig, draws: Draws, glob: Globals, device: str, size: int) -> None:
