@@ -68,6 +68,20 @@ def test_float32_with_recheck_equals_float64(monkeypatch, calls, point):
         assert calls["rechecked"] > 0  # near-ties occur at this size and were rescored
 
 
+@pytest.mark.parametrize("d", [1, 2, 10])
+@pytest.mark.parametrize("M", [1, 4, 8, 12, 33])
+def test_parents_mean_is_numpys_mean_bit_for_bit(d, M):
+    """The reference arithmetic is numpy's mean of the gathered (B, K, M, d) parents; for d = 1 it adds
+    pairwise, which cancellation between +-2^53 tells apart from adding in order."""
+    rng = np.random.default_rng(M * 100 + d)
+    E = rng.standard_normal((64, d)) * rng.choice([1.0, 2.0**53, 1e-8], (64, 1))
+    E[:2] = [[2.0**53], [-(2.0**53)]]
+    parents = rng.integers(0, 64, (3, M, 7))
+    parents[:, :4] = [[0], [5], [1], [6]][:M]
+    expected = E[np.ascontiguousarray(parents.transpose(0, 2, 1))].mean(axis=2)  # C-ordered ids, as gathered before
+    assert np.array_equal(generate._parents_mean(E, parents), expected)
+
+
 def test_near_duplicate_embeddings_are_rescored_exactly(calls):
     """Many ids whose scores agree to ~1e-9 relative: float32 cannot order them, the recheck must."""
     rng = np.random.default_rng(0)

@@ -199,6 +199,7 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
     acting on column vectors (z = W e); dag (B, C, M) node ids; inputs (B, K, N) token ids;
     -> (B, K, C) int64. Ids >= n_usable (the reserved special ids, always the top of the
     vocabulary) are never chosen, which is the same as masking their logits to -inf; ties go to
+    the smallest id.
 
     h is always computed in float64. exact=True takes the argmax of the float64 logits (the
     reference); exact=False (default) scores in float32 and rescores near-ties in float64
@@ -223,8 +224,7 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
     for c in range(C):
         parents = nodes[rows, dag[:, c]]  # (B, M, K) token ids
         if L == 1:  # H_c is linear: average first, then one matmul (M times fewer flops)
-            mean = _mean(embedding.take(parents[:, m], axis=0) for m in range(M))  # (B, K, d)
-            z = mean @ weights[:, c, 0].transpose(0, 2, 1)  # (B, K, d)
+            z = _parents_mean(embedding, parents) @ weights[:, c, 0].transpose(0, 2, 1)  # (B, K, d)
         else:
             x = embedding.take(parents.transpose(0, 2, 1), axis=0).reshape(B, K * M, d)  # example-major
             for layer in range(L):
@@ -240,16 +240,19 @@ def chain_tokens(embedding: np.ndarray, weights: np.ndarray, dag: np.ndarray, in
     return nodes[:, N:].transpose(0, 2, 1)
 
 
-def _mean(terms: Iterator[np.ndarray]) -> np.ndarray:
-    """The mean of equally shaped arrays, added in order, then divided by their number: bit for bit
-    numpy's mean over an axis of that many elements (a short strided axis is added in order), without
-    stacking them (5x faster than `.mean(axis=2)` of the gathered (B, K, M, d) parents)."""
-    total = next(terms).copy()
-    count = 1
-    for term in terms:
-        total += term
-        count += 1
-    total /= count
+def _parents_mean(embedding: np.ndarray, parents: np.ndarray) -> np.ndarray:
+    """embedding (V, d), parents (B, M, K) ids -> (B, K, d), the mean of each example's parent
+    embeddings, bit for bit `embedding[parents.transpose(0, 2, 1)].mean(axis=2)` (the reference
+    arithmetic). For d > 1 numpy adds that strided parent axis in order, so the parents are gathered
+    and added one at a time (5x faster than the mean); for d = 1 the axis is contiguous and numpy adds
+    it pairwise (M >= 8), so the mean itself is taken."""
+    B, M, K = parents.shape
+    if embedding.shape[1] == 1:
+        return embedding.take(parents.transpose(0, 2, 1), axis=0).mean(axis=2)
+    total = embedding.take(parents[:, 0], axis=0)
+    for m in range(1, M):
+        total += embedding.take(parents[:, m], axis=0)
+    total /= M
     return total
 
 
@@ -258,7 +261,7 @@ class Scoring:
     """E prepared for `_checked_argmax`: candidates32 (d, V_eff) float32 = E[:V_eff].T 2^-k with
     max_v |E_v| 2^-k in [0.5, 1), e_max = max_v |E_v| (2-norms, float64), and scores, the (rows, V_eff)
     float32 buffer of one piece's scores (SCORE_CHUNK_BYTES), reused: a fresh one per piece would
-    page-fault (2-5x slower)."""
+    page-fault (2-5x slower). So one Scoring serves one thread at a time."""
 
     candidates32: np.ndarray
     e_max: float
