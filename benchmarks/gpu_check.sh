@@ -5,8 +5,11 @@
 #   data generation: GPU vs the reference-style generator in 8 processes, steady state (bench_generate.py)
 #   end to end: `cotlab train` tokens/s, `cotlab evaluate` rows/s, compiled vs eager in-training
 #     evaluation, bf16 vs fp32 eval_loss (bench_e2e.py)
-# and writes them to one JSON file: {"mode", "date", "device", "figures": {name: value}, "details": {...}}.
-# `cotlab plan` prices GPU scales from that file when it exists.
+# and writes them to one JSON file: {"mode", "date", "device", "failed", "figures": {name: value},
+# "details": {...}}. `cotlab plan` prices GPU scales from that file when it exists.
+# Each of the four sections has a time limit (GPU: 100 + 80 + 100 + 200 s, 8 minutes in all); one that
+# fails or overruns is named in "failed", its figures are null, the others are still measured and
+# written, and the script exits 1: a device session never loses every figure to one problem.
 #
 #   bash benchmarks/gpu_check.sh                       # on the GPU machine -> benchmarks/gpu_check.json
 #   bash benchmarks/gpu_check.sh --out FILE.json
@@ -19,7 +22,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-smoke) mode=cpu-smoke ;;
         --out) out="${2:?gpu_check.sh: --out needs a FILE.json}"; shift ;;
-        -h|--help) sed -n '2,14p' "$0" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0" | cut -c3-; exit 0 ;;
         *) echo "gpu_check.sh: option '$1' is not allowed (allowed: --cpu-smoke, --out FILE.json)" >&2; exit 2 ;;
     esac
     shift
@@ -38,6 +41,7 @@ if [ "$mode" = cpu-smoke ]; then
     decode=(--size smoke-tf8 --vocab 64 --batch 8 --seq 48 --rounds 1 --batches 1)
     generate=(--n-ref 4 --n-ours 256 --cores 1 --skip-rss)
     e2e=(--size smoke-tf8 --vocab 64 --examples 8 --rows 64 --batch 16 --n-eval 16 --n-eval-train 8 --evals 2 --eval-rounds 1)
+    limits=(600 600 600 600)  # no limit that matters on a shared CPU
 else
     python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
 'gpu_check.sh: no CUDA device here (on a CPU use --cpu-smoke)')"
@@ -45,45 +49,60 @@ else
     decode=(--size tf4 --vocab 1024 --batch 64 --seq 240 --rounds 5 --batches 3)
     generate=(--device cuda --cores 8 --n-ref 100 --n-ours 10000 --n-gpu 500000 --skip-rss)
     e2e=(--size tf4 --vocab 1024 --examples 40 --rows 16384 --batch 64 --n-eval 1024 --n-eval-train 256 --compile)
+    limits=(100 80 100 200)  # seconds: train, decode, generate, e2e
 fi
 
-echo "== training step (bench_train.py ${train[*]})"
-python "$here/bench_train.py" "${train[@]}" --json "$tmp/train.json"
-echo "== greedy decoding (bench_decode.py ${decode[*]})"
-python "$here/bench_decode.py" "${decode[@]}" --json "$tmp/decode.json"
-echo "== data generation (bench_generate.py ${generate[*]})"
-python "$here/bench_generate.py" "${generate[@]}" --json "$tmp/generate.json"
-echo "== end to end (bench_e2e.py ${e2e[*]})"
-python "$here/bench_e2e.py" "${e2e[@]}" --json "$tmp/e2e.json"
+failed=()
+# section NAME LIMIT SCRIPT ARGS...: one benchmark, its figures to $tmp/NAME.json; a failure or an
+# overrun is reported and the next section still runs
+section() {
+    local name=$1 limit=$2 script=$3
+    shift 3
+    echo "== $name ($script $*)"
+    if ! timeout --kill-after=10 "$limit" python "$here/$script" "$@" --json "$tmp/$name.json"; then
+        echo "gpu_check.sh: $name failed or ran past ${limit} s; the other sections still run" >&2
+        rm -f "$tmp/$name.json"
+        failed+=("$name")
+    fi
+}
+section train "${limits[0]}" bench_train.py "${train[@]}"
+section decode "${limits[1]}" bench_decode.py "${decode[@]}"
+section generate "${limits[2]}" bench_generate.py "${generate[@]}"
+section e2e "${limits[3]}" bench_e2e.py "${e2e[@]}"
 
-python - "$tmp" "$out" "$mode" <<'EOF'
+python - "$tmp" "$out" "$mode" "${failed[@]}" <<'EOF'
 import datetime, json, pathlib, sys
 
-tmp, out, mode = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
-details = {name: json.loads((tmp / f"{name}.json").read_text()) for name in ("train", "decode", "generate", "e2e")}
-train, decode, e2e = details["train"], details["decode"], details["e2e"]
-generate = details["generate"]["settings"]["gpu" if mode == "gpu" else "1_core"]  # the smoke runs 1 core
-figures = {
-    "train_tokens_s": train["ours_tokens_s"],             # TF-4, V=1024, B=64, T=240 on the GPU
-    "train_mfu": train["mfu"],
-    "train_ratio": train["ratio"],                       # vs HF LlamaForCausalLM fp32 eager
-    "decode_prompts_s": decode["ours_prompts_s"],
-    "decode_ratio": decode["ratio"],                     # vs HF generate() fp32
-    "generate_seq_s": generate["cotlab_seq_s"],
-    "generate_ratio": generate["ratio"],                 # GPU vs reference x8 processes, steady state
-    "e2e_train_tokens_s": e2e["train_tokens_s"],         # `cotlab train`, evaluations and compile included
-    "e2e_evaluate_rows_s": e2e["evaluate_rows_s"],
-    "e2e_evaluate_prompt_tokens_s": e2e["evaluate_prompt_tokens_s"],
-    "eval_compile_ratio": e2e["eval_compile_ratio"],    # in-training evaluation, compiled vs eager speed
-    "loss_bf16_fp32_max_abs_diff": e2e["loss_max_abs_diff"],
-    "loss_bf16_fp32_max_rel_diff": e2e["loss_max_rel_diff"],
+tmp, out, mode, failed = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
+details = {path.stem: json.loads(path.read_text()) for path in sorted(tmp.glob("*.json"))}
+setting = "gpu" if mode == "gpu" else "1_core"  # the smoke runs 1 core
+FIGURES = {  # name: (section, its figure)
+    "train_tokens_s": ("train", lambda d: d["ours_tokens_s"]),  # TF-4, V=1024, B=64, T=240 on the GPU
+    "train_mfu": ("train", lambda d: d["mfu"]),
+    "train_ratio": ("train", lambda d: d["ratio"]),  # vs HF LlamaForCausalLM fp32 eager
+    "decode_prompts_s": ("decode", lambda d: d["ours_prompts_s"]),
+    "decode_ratio": ("decode", lambda d: d["ratio"]),  # vs HF generate() fp32
+    "generate_seq_s": ("generate", lambda d: d["settings"][setting]["cotlab_seq_s"]),
+    "generate_ratio": ("generate", lambda d: d["settings"][setting]["ratio"]),  # GPU vs reference x8 processes
+    "e2e_train_tokens_s": ("e2e", lambda d: d["train_tokens_s"]),  # `cotlab train`, evaluations and compile included
+    "e2e_evaluate_rows_s": ("e2e", lambda d: d["evaluate_rows_s"]),
+    "e2e_evaluate_prompt_tokens_s": ("e2e", lambda d: d["evaluate_prompt_tokens_s"]),
+    "eval_compile_ratio": ("e2e", lambda d: d["eval_compile_ratio"]),  # in-training evaluation, compiled vs eager
+    "loss_bf16_fp32_max_abs_diff": ("e2e", lambda d: d["loss_max_abs_diff"]),
+    "loss_bf16_fp32_max_rel_diff": ("e2e", lambda d: d["loss_max_rel_diff"]),
 }
-result = {"mode": mode, "date": datetime.date.today().isoformat(), "device": train["device"],
-          "train_model": {k: train[k] for k in ("size", "vocab", "batch", "seq", "precision", "compile")},
-          "evaluate_model": e2e["size"], "figures": figures, "details": details}
+figures = {name: figure(details[section]) if section in details else None
+           for name, (section, figure) in FIGURES.items()}
+device = next((d["device"] for d in details.values() if "device" in d), "?")
+result = {"mode": mode, "date": datetime.date.today().isoformat(), "device": device, "failed": failed,
+          "train_model": {k: details["train"][k] for k in ("size", "vocab", "batch", "seq", "precision", "compile")}
+          if "train" in details else None,
+          "evaluate_model": details["e2e"]["size"] if "e2e" in details else None,
+          "figures": figures, "details": details}
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(result, indent=2) + "\n")
-print(f"== {mode} on {train['device']}, written to {out}")
+print(f"== {mode} on {device}, written to {out}" + (f" (failed: {', '.join(failed)})" if failed else ""))
 for name, value in figures.items():
-    print(f"{name:<30} {value:.4g}")
+    print(f"{name:<30} {'-' if value is None else f'{value:.4g}'}")
+sys.exit(1 if failed else 0)
 EOF

@@ -16,8 +16,10 @@ FIGURES = {"train_tokens_s", "train_mfu", "train_ratio", "decode_prompts_s", "de
            "eval_compile_ratio", "loss_bf16_fp32_max_abs_diff", "loss_bf16_fp32_max_rel_diff"}
 
 
-def gpu_check(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+def gpu_check(*args: str, hook: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the script; `hook`: a folder put first on PYTHONPATH (its sitecustomize.py runs in every python)."""
+    paths = [str(hook)] if hook else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])  # this test's python
     return subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), *args], cwd=REPO, env=env,
                           capture_output=True, text=True)
@@ -44,7 +46,30 @@ def test_cpu_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert details["decode"]["agree_fp32"] == details["decode"]["n_prompts"]
     e2e = details["e2e"]  # compiled in-training evaluation: timed against eager, and scoring what eager does
     assert figures["eval_compile_ratio"] == e2e["eval_eager_s"] / e2e["eval_compiled_s"] and e2e["eval_compiled_agrees"]
-    assert f"written to {out}" in proc.stdout
+    assert f"written to {out}\n" in proc.stdout and result["failed"] == []
+
+
+def test_failed_sections_are_named_and_the_others_still_measured(tmp_path: Path) -> None:
+    """Three of the four benchmarks crash at start-up (a sitecustomize hook): the decoding figures are
+    still measured and written, the others are null, "failed" names them, and the script exits 1."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if os.path.basename(sys.argv[0]) in ('bench_train.py', 'bench_generate.py', 'bench_e2e.py'):\n"
+        "    sys.stderr.write('crashed on purpose\\n')\n"
+        "    os._exit(3)\n")
+    out = tmp_path / "check.json"
+    proc = gpu_check("--cpu-smoke", "--out", str(out), hook=hook)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("train", "generate", "e2e"):
+        assert f"gpu_check.sh: {name} failed or ran past 600 s; the other sections still run" in proc.stderr
+    result = json.loads(out.read_text())
+    assert result["failed"] == ["train", "generate", "e2e"] and set(result["details"]) == {"decode"}
+    assert result["device"] == "cpu" and result["train_model"] is None and result["evaluate_model"] is None
+    measured = {name for name, value in result["figures"].items() if value is not None}
+    assert set(result["figures"]) == FIGURES and measured == {"decode_prompts_s", "decode_ratio"}
+    assert f"written to {out} (failed: train, generate, e2e)" in proc.stdout
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path: Path) -> None:

@@ -130,10 +130,10 @@ def gpu_card(tmp_path: Path, **extra: Any) -> list[str]:
             "--set", "experiments=[one]"]
 
 
-def gpu_check_json(path: Path, mode: str = "gpu", **figures: float) -> Path:
+def gpu_check_json(path: Path, mode: str = "gpu", failed: tuple[str, ...] = (), **figures: float) -> Path:
     """A gpu_check.json as benchmarks/gpu_check.sh writes it (the fields plan reads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"mode": mode, "date": "2026-12-02", "device": "NVIDIA H200",
+    path.write_text(json.dumps({"mode": mode, "date": "2026-12-02", "device": "NVIDIA H200", "failed": list(failed),
                                 "train_model": {"size": "tf4"},
                                 "figures": {"train_tokens_s": 100_000.0, "e2e_evaluate_prompt_tokens_s": 50_000.0,
                                             **figures}}))
@@ -183,12 +183,19 @@ def test_plan_counts_and_prices_probe_jobs(tmp_path: Path) -> None:
     assert rows[0]["gpu_hours"] == pytest.approx((331.44 + 4.8) / 3600)
 
 
+def test_plan_reads_a_check_whose_other_sections_failed(tmp_path: Path) -> None:
+    gpu = read_gpu_throughput(gpu_check_json(tmp_path / "partial.json", failed=("decode", "generate")))
+    assert (gpu.train_tokens_s, gpu.evaluate_tokens_s) == (100_000.0, 50_000.0)
+
+
 @pytest.mark.parametrize("content, error", [
     ({"mode": "cpu-smoke"}, "bad.json: mode='cpu-smoke': must be gpu (a file written by `bash benchmarks/gpu_check.sh` "
                             "on a GPU, not --cpu-smoke)"),
     ({"figures": {"train_tokens_s": 0.0}}, "bad.json: figures.train_tokens_s=0.0: must be a positive number"),
     ({"figures": {"e2e_evaluate_prompt_tokens_s": None}},
      "bad.json: figures.e2e_evaluate_prompt_tokens_s=None: must be a positive number"),
+    ({"failed": ["decode", "e2e"]}, "bad.json: failed=['decode', 'e2e']: must not name train or e2e, the sections "
+                                    "plan prices from (rerun `bash benchmarks/gpu_check.sh`)"),
 ])
 def test_plan_refuses_a_bad_throughput_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str], content: dict, error: str) -> None:

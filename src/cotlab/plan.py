@@ -69,6 +69,10 @@ def read_gpu_throughput(path: str | Path) -> GpuThroughput:
     if not isinstance(data, dict) or data.get("mode") != "gpu":
         fail(f"{path}: mode", data.get("mode") if isinstance(data, dict) else data,
              "must be gpu (a file written by `bash benchmarks/gpu_check.sh` on a GPU, not --cpu-smoke)")
+    failed = data.get("failed") or []
+    if {"train", "e2e"} & set(failed):
+        fail(f"{path}: failed", failed, "must not name train or e2e, the sections plan prices from "
+             "(rerun `bash benchmarks/gpu_check.sh`)")
     size = (data.get("train_model") or {}).get("size")
     if size != "tf4":
         fail(f"{path}: train_model.size", size, "must be tf4 (the throughput model scales TF-4's speed)")
