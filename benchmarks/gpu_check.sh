@@ -43,7 +43,7 @@ if [ "$mode" = cpu-smoke ]; then
     e2e=(--size smoke-tf8 --vocab 64 --examples 8 --rows 64 --batch 16 --n-eval 16 --n-eval-train 8 --evals 2 --eval-rounds 1)
     limits=(600 600 600 600)  # no limit that matters on a shared CPU
 else
-    python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+    python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
 'gpu_check.sh: no CUDA device here (on a CPU use --cpu-smoke)')"
     train=(--size tf4 --vocab 1024 --batch 64 --seq 240 --compile --warmup 5 --steps 20 --rounds 3)
     decode=(--size tf4 --vocab 1024 --batch 64 --seq 240 --rounds 5 --batches 3)
@@ -59,7 +59,7 @@ section() {
     local name=$1 limit=$2 script=$3
     shift 3
     echo "== $name ($script $*)"
-    if ! timeout --kill-after=10 "$limit" python "$here/$script" "$@" --json "$tmp/$name.json"; then
+    if ! timeout --kill-after=10 "$limit" python3 "$here/$script" "$@" --json "$tmp/$name.json"; then
         echo "gpu_check.sh: $name failed or ran past ${limit} s; the other sections still run" >&2
         rm -f "$tmp/$name.json"
         failed+=("$name")
@@ -70,7 +70,7 @@ section decode "${limits[1]}" bench_decode.py "${decode[@]}"
 section generate "${limits[2]}" bench_generate.py "${generate[@]}"
 section e2e "${limits[3]}" bench_e2e.py "${e2e[@]}"
 
-python - "$tmp" "$out" "$mode" "${failed[@]}" <<'EOF'
+python3 - "$tmp" "$out" "$mode" "${failed[@]}" <<'EOF'
 import datetime, json, pathlib, sys
 
 tmp, out, mode, failed = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
