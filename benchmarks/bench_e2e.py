@@ -27,11 +27,13 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from cotlab.atomic import write_atomic
 from cotlab.cli import main as cotlab
 from cotlab.config import DataConfig
 from cotlab.checkpoint import load_hf
@@ -83,51 +85,58 @@ def eval_seconds(run_dir: Path, eval_dir: Path, args: argparse.Namespace, precis
     return best, scores["eager"]["answer_acc"] == scores["compiled"]["answer_acc"]
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
+    """The figures, passed to `save` after each stage as well: a later stage that fails or overruns
+    (gpu_check.sh's time limit) leaves the earlier stages' figures."""
     point = DataConfig(vocab_size=args.vocab, n_inputs=4, n_parents=2, chain_length=2, n_examples=args.examples)
     on_gpu = torch.cuda.is_available()
     main_precision, other = ("bf16", "fp32") if on_gpu else ("fp32", "bf16")
+    name = torch.cuda.get_device_name() if on_gpu else "cpu"
+    print(f"device {name}, torch {torch.__version__}; {args.size}, V={args.vocab}, K={args.examples} "
+          f"(T={args.examples * 6}), {args.rows} train rows, batch {args.batch}", flush=True)
+    figures = {"device": name, "size": args.size, "vocab": args.vocab, "rows": args.rows, "batch": args.batch,
+               "train_precision": main_precision, "tolerance": args.tolerance}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_dataset(root / "train", point.model_copy(update={"n_sequences": args.rows}), "train")
         write_dataset(root / "eval", point.model_copy(update={"n_sequences": args.n_eval}), "eval")
         metrics = train(root, "run", args, "auto", args.compile)
+        last = metrics.iloc[-1]
+        figures["train_tokens_s"] = float(last["tokens_seen"] / last["elapsed_s"])
+        print(f"cotlab train ({main_precision}{', compiled' if args.compile else ''}): "
+              f"{figures['train_tokens_s']:,.0f} tokens/s ({int(last['tokens_seen']):,} tokens in "
+              f"{last['elapsed_s']:.1f} s, {len(metrics)} evaluations included)", flush=True)
         start = time.perf_counter()
         code = cotlab(["evaluate", str(root / "run"), "--eval-data", str(root / "eval"),
                        "--out", str(root / "scores.parquet"), "--n", str(args.n_eval)])
         eval_s = time.perf_counter() - start
         if code:
             raise SystemExit(f"cotlab evaluate failed with exit code {code}")
+        eval_tokens = eval_prompt_tokens(point.to_dict(), args.n_eval)
+        figures.update(evaluate_rows_s=args.n_eval / eval_s, evaluate_prompt_tokens_s=eval_tokens / eval_s)
+        print(f"cotlab evaluate: {args.n_eval / eval_s:,.1f} rows/s, {eval_tokens / eval_s:,.0f} prompt tokens/s "
+              f"({args.n_eval} rows, both formats, {eval_s:.1f} s with loading)", flush=True)
+        save(figures)
         in_training, eval_agree = eval_seconds(root / "run", root / "eval", args, "bf16" if on_gpu else "fp32")
+        eval_ratio = in_training["eager"] / in_training["compiled"]
+        figures.update(eval_eager_s=in_training["eager"], eval_compiled_s=in_training["compiled"],
+                       eval_compile_ratio=eval_ratio, eval_compiled_agrees=eval_agree)
+        print(f"in-training evaluation ({args.n_eval_train} rows): eager {in_training['eager']:.3f} s, compiled "
+              f"{in_training['compiled']:.3f} s: compiled/eager speed {eval_ratio:.2f}x, "
+              f"answer_acc {'equal' if eval_agree else 'DIFFERENT'}", flush=True)
+        save(figures)
         check = train(root, "check", args, other, False)
-    last = metrics.iloc[-1]
-    train_tps = float(last["tokens_seen"] / last["elapsed_s"])
     losses = {main_precision: metrics.set_index("step")["eval_loss"], other: check.set_index("step")["eval_loss"]}
     diff = (losses["bf16"] - losses["fp32"]).dropna().abs()  # the steps both runs evaluated
     rel = float((diff / losses["fp32"].loc[diff.index]).max())
-    name = torch.cuda.get_device_name() if on_gpu else "cpu"
-    print(f"device {name}, torch {torch.__version__}; {args.size}, V={args.vocab}, K={args.examples} "
-          f"(T={args.examples * 6}), {args.rows} train rows, batch {args.batch}, {len(metrics)} evaluations")
-    print(f"cotlab train ({main_precision}{', compiled' if args.compile else ''}): {train_tps:,.0f} tokens/s "
-          f"({int(last['tokens_seen']):,} tokens in {last['elapsed_s']:.1f} s, evaluations included)")
-    eval_tokens = eval_prompt_tokens(point.to_dict(), args.n_eval)
-    print(f"cotlab evaluate: {args.n_eval / eval_s:,.1f} rows/s, {eval_tokens / eval_s:,.0f} prompt tokens/s "
-          f"({args.n_eval} rows, both formats, {eval_s:.1f} s with loading)")
-    eval_ratio = in_training["eager"] / in_training["compiled"]
-    print(f"in-training evaluation ({args.n_eval_train} rows): eager {in_training['eager']:.3f} s, compiled "
-          f"{in_training['compiled']:.3f} s: compiled/eager speed {eval_ratio:.2f}x, "
-          f"answer_acc {'equal' if eval_agree else 'DIFFERENT'}")
+    figures.update(loss_max_abs_diff=float(diff.max()), loss_max_rel_diff=rel,
+                   final_eval_loss_fp32=float(losses["fp32"].iloc[-1]),
+                   final_eval_loss_bf16=float(losses["bf16"].iloc[-1]), loss_agree=bool(rel <= args.tolerance))
     print(f"bf16 vs fp32 eval_loss over {len(diff)} evaluations: max |difference| {diff.max():.2e} "
           f"({100 * rel:.3g}% of fp32; final fp32 {losses['fp32'].iloc[-1]:.4f}, bf16 {losses['bf16'].iloc[-1]:.4f}): "
           f"{'agree' if rel <= args.tolerance else 'DISAGREE'} within {100 * args.tolerance:g}%")
-    return {"device": name, "size": args.size, "vocab": args.vocab, "rows": args.rows, "batch": args.batch,
-            "train_precision": main_precision, "train_tokens_s": train_tps,
-            "evaluate_rows_s": args.n_eval / eval_s, "evaluate_prompt_tokens_s": eval_tokens / eval_s,
-            "eval_eager_s": in_training["eager"], "eval_compiled_s": in_training["compiled"],
-            "eval_compile_ratio": eval_ratio, "eval_compiled_agrees": eval_agree,
-            "loss_max_abs_diff": float(diff.max()), "loss_max_rel_diff": rel,
-            "final_eval_loss_fp32": float(losses["fp32"].iloc[-1]), "final_eval_loss_bf16": float(losses["bf16"].iloc[-1]),
-            "loss_agree": bool(rel <= args.tolerance), "tolerance": args.tolerance}
+    save(figures)
+    return figures
 
 
 def main() -> int:
@@ -151,9 +160,12 @@ def main() -> int:
         parser.error("sizes and counts must be >= 1")
     if args.rows < args.batch or args.n_eval_train > args.n_eval:
         parser.error("need --rows >= --batch and --n-eval-train <= --n-eval")
-    figures = run(args)
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    def save(figures: dict) -> None:
+        if args.json:
+            text = json.dumps(figures, indent=2) + "\n"  # whole or not at all: a time limit may stop us
+            write_atomic(args.json, lambda tmp: Path(tmp).write_text(text))
+
+    run(args, save)
     return 0
 
 

@@ -50,25 +50,35 @@ def test_cpu_smoke_writes_every_figure(tmp_path: Path) -> None:
 
 
 def test_failed_sections_are_named_and_the_others_still_measured(tmp_path: Path) -> None:
-    """Three of the four benchmarks crash at start-up (a sitecustomize hook): the decoding figures are
-    still measured and written, the others are null, "failed" names them, and the script exits 1."""
+    """A sitecustomize hook crashes the training and generation benchmarks at start-up and the end-to-end
+    one at its compiled evaluation, after `cotlab train` and `cotlab evaluate`: the decoding figures and
+    those two stages' are still written, the rest are null, "failed" names the three, and the script
+    exits 1."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import os, sys\n"
-        "if os.path.basename(sys.argv[0]) in ('bench_train.py', 'bench_generate.py', 'bench_e2e.py'):\n"
+        "script = os.path.basename(sys.argv[0])\n"
+        "if script in ('bench_train.py', 'bench_generate.py'):\n"
         "    sys.stderr.write('crashed on purpose\\n')\n"
-        "    os._exit(3)\n")
+        "    os._exit(3)\n"
+        "if script == 'bench_e2e.py':\n"
+        "    import torch\n"
+        "    def crash(*args, **kwargs):\n"
+        "        raise RuntimeError('compile crashed on purpose')\n"
+        "    torch.compile = crash\n")
     out = tmp_path / "check.json"
     proc = gpu_check("--cpu-smoke", "--out", str(out), hook=hook)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("train", "generate", "e2e"):
         assert f"gpu_check.sh: {name} failed or ran past 600 s; the other sections still run" in proc.stderr
     result = json.loads(out.read_text())
-    assert result["failed"] == ["train", "generate", "e2e"] and set(result["details"]) == {"decode"}
-    assert result["device"] == "cpu" and result["train_model"] is None and result["evaluate_model"] is None
+    assert result["failed"] == ["train", "generate", "e2e"] and set(result["details"]) == {"decode", "e2e"}
+    assert result["device"] == "cpu" and result["train_model"] is None and result["evaluate_model"] == "smoke-tf8"
     measured = {name for name, value in result["figures"].items() if value is not None}
-    assert set(result["figures"]) == FIGURES and measured == {"decode_prompts_s", "decode_ratio"}
+    assert set(result["figures"]) == FIGURES
+    assert measured == {"decode_prompts_s", "decode_ratio", "e2e_train_tokens_s", "e2e_evaluate_rows_s",
+                        "e2e_evaluate_prompt_tokens_s"}
     assert f"written to {out} (failed: train, generate, e2e)" in proc.stdout
 
 
