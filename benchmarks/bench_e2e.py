@@ -13,12 +13,13 @@ One data point (cot format, N=4, M=2, C=2, K = --examples), generated once; then
   final model, eager vs `torch.compile(dynamic=True)` as `compile: true` runs it: seconds per
   evaluation after one warm-up call each (the compile), best of --eval-rounds, interleaved;
 - the same training run in the other precision (fp32 if the first was bf16, else bf16, without
-  compile): the largest |difference| of eval_loss over the evaluations both runs record, absolute
-  and relative to the fp32 loss. Within --tolerance (relative, default 2%) the two agree.
+  compile), for its first --check-evals evaluation intervals (default all): the largest |difference|
+  of eval_loss over the evaluations both runs record, absolute and relative to the fp32 loss.
+  Within --tolerance (relative, default 2%) the two agree.
 
     python benchmarks/bench_e2e.py                                                       # CPU: smoke-tf8, V=64
     python benchmarks/bench_e2e.py --size tf4 --vocab 1024 --examples 40 --rows 16384 --batch 64 \\
-        --n-eval 1024 --compile --json OUT.json                                          # GPU
+        --n-eval 4096 --check-evals 2 --compile --json OUT.json                          # GPU
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ from cotlab.model_config import MODEL_SIZES
 from cotlab.plan import eval_prompt_tokens
 
 
-def train(root: Path, name: str, args: argparse.Namespace, precision: str, compile_model: bool) -> pd.DataFrame:
-    """One `cotlab train` run -> its metrics (one row per evaluation)."""
-    steps = args.rows // args.batch
-    sets = {"model": args.size, "batch_size": args.batch, "precision": precision,
+def train(root: Path, name: str, args: argparse.Namespace, precision: str, compile_model: bool,
+          evals: int) -> pd.DataFrame:
+    """One `cotlab train` run of the first `evals` evaluation intervals -> its metrics (one row per
+    evaluation, at the same steps for any `evals`)."""
+    eval_every = max(1, args.rows // args.batch // args.evals)
+    steps = min(args.rows // args.batch, evals * eval_every)
+    sets = {"model": args.size, "batch_size": args.batch, "n_train": steps * args.batch, "precision": precision,
             "compile": str(compile_model).lower(), "threads": args.threads, "n_eval": args.n_eval_train,
-            "eval_every": max(1, steps // args.evals), "checkpoint_every": steps}
+            "eval_every": eval_every, "checkpoint_every": steps}
     code = cotlab(["train", "--data", str(root / "train"), "--eval-data", str(root / "eval"),
                    "--out", str(root / name), "--format", "cot", *[x for k, v in sets.items() for x in ("--set", f"{k}={v}")]])
     if code:
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
         root = Path(tmp)
         write_dataset(root / "train", point.model_copy(update={"n_sequences": args.rows}), "train")
         write_dataset(root / "eval", point.model_copy(update={"n_sequences": args.n_eval}), "eval")
-        metrics = train(root, "run", args, "auto", args.compile)
+        metrics = train(root, "run", args, "auto", args.compile, args.evals)
         last = metrics.iloc[-1]
         figures["train_tokens_s"] = float(last["tokens_seen"] / last["elapsed_s"])
         print(f"cotlab train ({main_precision}{', compiled' if args.compile else ''}): "
@@ -125,16 +129,18 @@ def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
               f"{in_training['compiled']:.3f} s: compiled/eager speed {eval_ratio:.2f}x, "
               f"answer_acc {'equal' if eval_agree else 'DIFFERENT'}", flush=True)
         save(figures)
-        check = train(root, "check", args, other, False)
+        check = train(root, "check", args, other, False, args.check_evals)
     losses = {main_precision: metrics.set_index("step")["eval_loss"], other: check.set_index("step")["eval_loss"]}
     diff = (losses["bf16"] - losses["fp32"]).dropna().abs()  # the steps both runs evaluated
     rel = float((diff / losses["fp32"].loc[diff.index]).max())
-    figures.update(loss_max_abs_diff=float(diff.max()), loss_max_rel_diff=rel,
-                   final_eval_loss_fp32=float(losses["fp32"].iloc[-1]),
-                   final_eval_loss_bf16=float(losses["bf16"].iloc[-1]), loss_agree=bool(rel <= args.tolerance))
+    last_common = int(diff.index[-1])
+    figures.update(loss_max_abs_diff=float(diff.max()), loss_max_rel_diff=rel, loss_compared_to_step=last_common,
+                   eval_loss_fp32=float(losses["fp32"].loc[last_common]),
+                   eval_loss_bf16=float(losses["bf16"].loc[last_common]), loss_agree=bool(rel <= args.tolerance))
     print(f"bf16 vs fp32 eval_loss over {len(diff)} evaluations: max |difference| {diff.max():.2e} "
-          f"({100 * rel:.3g}% of fp32; final fp32 {losses['fp32'].iloc[-1]:.4f}, bf16 {losses['bf16'].iloc[-1]:.4f}): "
-          f"{'agree' if rel <= args.tolerance else 'DISAGREE'} within {100 * args.tolerance:g}%")
+          f"({100 * rel:.3g}% of fp32; at step {last_common} fp32 {figures['eval_loss_fp32']:.4f}, "
+          f"bf16 {figures['eval_loss_bf16']:.4f}): {'agree' if rel <= args.tolerance else 'DISAGREE'} "
+          f"within {100 * args.tolerance:g}%")
     save(figures)
     return figures
 
@@ -152,11 +158,14 @@ def main() -> int:
     parser.add_argument("--compile", action="store_true", help="compile: true for the timed run")
     parser.add_argument("--eval-rounds", type=int, default=3, help="timed in-training evaluations per variant")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads of the runs")
+    parser.add_argument("--check-evals", type=int, help="evaluation intervals the other-precision run trains "
+                        "(default: all of them, --evals)")
     parser.add_argument("--tolerance", type=float, default=0.02, help="relative eval_loss agreement bf16 vs fp32")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args()
+    args.check_evals = args.evals if args.check_evals is None else args.check_evals
     if min(args.rows, args.batch, args.n_eval, args.n_eval_train, args.evals, args.threads, args.examples,
-           args.eval_rounds) < 1:
+           args.eval_rounds, args.check_evals) < 1:
         parser.error("sizes and counts must be >= 1")
     if args.rows < args.batch or args.n_eval_train > args.n_eval:
         parser.error("need --rows >= --batch and --n-eval-train <= --n-eval")

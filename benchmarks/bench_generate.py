@@ -19,8 +19,9 @@ its own row range, which is what `--workers P` does), nothing sent back to the p
 side. `--timing steady` (default) counts neither side's start-up: each process warms up (imports,
 kernels, caches) and the clock runs from the first process's start of work to the last one's end.
 `--timing cold` counts it on both: from before the processes start to the last result, with no
-warm-up. "1 core" is P=1, "all cores" P = --cores (when > 1); the GPU row is cotlab in one process on the GPU
-(draws on its CPU core) vs the reference with 8 processes. Default point: V=1024, d=10, N=M=4,
+warm-up. "1 core" is P=1, "all cores" P = --cores (when > 1); the GPU row is `generate_rows(...,
+device="cuda", workers=8)` in this process (8 drawing processes, the parent computes on the GPU; their
+pool's start is inside the timed span) vs the reference with 8 processes: the same 8 cores. Default point: V=1024, d=10, N=M=4,
 C=2, K=40, leaky_relu. Peak RSS is measured in a child process that writes a whole split with
 `write_dataset` (ru_maxrss of that process).
 """
@@ -106,31 +107,38 @@ def reference_generate(n_sequences: int, cfg: DataConfig, seed: int) -> list[dic
     return sequences
 
 
-def _work(side: str, n: int, share: int, cfg: DataConfig, device: str) -> None:
+def _work(side: str, n: int, share: int, cfg: DataConfig, device: str, workers: int) -> None:
     """Generate share number `share` of n sequences: the reference from seed `share`, cotlab rows
-    [share * n, (share + 1) * n)."""
+    [share * n, (share + 1) * n) with `workers` drawing processes."""
     if side == "reference":
         reference_generate(n, cfg, share)
     else:
-        generate_rows(cfg, "train", share * n, (share + 1) * n, device=device)
+        generate_rows(cfg, "train", share * n, (share + 1) * n, device=device, workers=workers)
 
 
-def _worker(args: tuple[str, int, int, DataConfig, str, bool]) -> tuple[float, float]:
+def _worker(args: tuple[str, int, int, DataConfig, str, int, bool]) -> tuple[float, float]:
     """One process's share -> (start, stop) of its timed work; warm=True: warm up first."""
-    side, n, share, cfg, device, warm = args
+    side, n, share, cfg, device, workers, warm = args
     if warm:  # imports are done; this loads kernels, caches (cotlab's globals), the CUDA context
-        _work(side, 2 if side == "reference" else 64, share, cfg, device)
+        _work(side, 2 if side == "reference" else 64, share, cfg, device, 1)
     start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
-    _work(side, n, share, cfg, device)
+    _work(side, n, share, cfg, device, workers)
     return start, time.perf_counter()
 
 
-def rate(side: str, n: int, cfg: DataConfig, processes: int, timing: str, device: str = "cpu") -> float:
-    """Sequences/s of `processes` spawned processes generating `n` sequences each (same harness for both sides)."""
+def rate(side: str, n: int, cfg: DataConfig, processes: int, timing: str, device: str = "cpu",
+         workers: int = 1) -> float:
+    """Sequences/s of `processes` spawned processes generating `n` sequences each (same harness for
+    both sides). workers > 1 (one cotlab process whose `workers` draw for its GPU) runs in this
+    process: a pool's processes are daemons, which may not start the generator's own pool."""
     steady = timing == "steady"
     started = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        spans = pool.map(_worker, [(side, n, share, cfg, device, steady) for share in range(processes)])
+    jobs = [(side, n, share, cfg, device, workers, steady) for share in range(processes)]
+    if workers > 1:
+        spans = [_worker(job) for job in jobs]
+    else:
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            spans = pool.map(_worker, jobs)
     if steady:
         return n * processes / (max(s[1] for s in spans) - min(s[0] for s in spans))
     return n * processes / (time.perf_counter() - started)
@@ -187,18 +195,18 @@ def main() -> None:
           f"C={cfg.chain_length} K={cfg.n_examples} {cfg.activation}; numpy {np.__version__}, "
           f"torch {torch.__version__}; {os.cpu_count()} CPU cores; 1 BLAS/torch thread per process")
     print(f"timing: {args.timing}: {counted}")
-    # (name, key, reference processes, cotlab processes, cotlab sequences per process, device)
-    rows = [("1 core", "1_core", 1, 1, args.n_ours, "cpu")]
+    # (name, key, reference processes, cotlab processes, cotlab sequences per process, device, cotlab workers)
+    rows = [("1 core", "1_core", 1, 1, args.n_ours, "cpu", 1)]
     if args.cores > 1:
-        rows.append((f"{args.cores} cores", "all_cores", args.cores, args.cores, args.n_ours, "cpu"))
-    if args.device == "cuda":
-        rows.append((f"cuda ({torch.cuda.get_device_name()}) vs reference x8 processes", "gpu", 8, 1,
-                     args.n_gpu, "cuda"))
+        rows.append((f"{args.cores} cores", "all_cores", args.cores, args.cores, args.n_ours, "cpu", 1))
+    if args.device == "cuda":  # the GPU with 8 drawing workers vs 8 reference processes: the same 8 cores
+        rows.append((f"cuda ({torch.cuda.get_device_name()}) + 8 workers vs reference x8", "gpu", 8, 1,
+                     args.n_gpu, "cuda", 8))
     figures: dict = {"timing": args.timing, "cores": args.cores, "settings": {}}
     print(f"{'setting':<58} {'reference seq/s':>15} {'cotlab seq/s':>13} {'ratio':>8}")
-    for name, key, ref_processes, processes, n, device in rows:
+    for name, key, ref_processes, processes, n, device, workers in rows:
         ref = rate("reference", args.n_ref, cfg, ref_processes, args.timing)
-        ours = rate("cotlab", n, cfg, processes, args.timing, device)
+        ours = rate("cotlab", n, cfg, processes, args.timing, device, workers)
         figures["settings"][key] = {"setting": name, "reference_seq_s": ref, "cotlab_seq_s": ours,
                                     "ratio": ours / ref}
         print(f"{name:<58} {ref:>15.1f} {ours:>13.0f} {ours / ref:>7.0f}x", flush=True)

@@ -7,7 +7,7 @@
 #     evaluation, bf16 vs fp32 eval_loss (bench_e2e.py)
 # and writes them to one JSON file: {"mode", "date", "device", "failed", "figures": {name: value},
 # "details": {...}}. `cotlab plan` prices GPU scales from that file when it exists.
-# Each of the four sections has a time limit (GPU: 100 + 60 + 80 + 240 s, 8 minutes in all); one that
+# Each of the four sections has a time limit (GPU: 130 + 60 + 60 + 210 s, 7.7 minutes in all); one that
 # fails or overruns is named in "failed" and the figures it did not reach are null (the end-to-end
 # section keeps those of its finished stages), the others are still measured and written, and the
 # script exits 1: a device session never loses every figure to one problem.
@@ -41,7 +41,7 @@ if [ "$mode" = cpu-smoke ]; then
     train=(--size smoke-tf8 --vocab 64 --batch 8 --seq 48 --warmup 1 --steps 2 --rounds 1 --peak-tflops 0.2)
     decode=(--size smoke-tf8 --vocab 64 --batch 8 --seq 48 --rounds 1 --batches 1)
     generate=(--n-ref 4 --n-ours 256 --cores 1 --skip-rss)
-    e2e=(--size smoke-tf8 --vocab 64 --examples 8 --rows 64 --batch 16 --n-eval 16 --n-eval-train 8 --evals 2 --eval-rounds 1)
+    e2e=(--size smoke-tf8 --vocab 64 --examples 8 --rows 64 --batch 16 --n-eval 16 --n-eval-train 8 --evals 2 --check-evals 1 --eval-rounds 1)
     limits=(600 600 600 600)  # no limit that matters on a shared CPU
 else
     python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
@@ -49,33 +49,23 @@ else
     train=(--size tf4 --vocab 1024 --batch 64 --seq 240 --compile --warmup 5 --steps 20 --rounds 3)
     decode=(--size tf4 --vocab 1024 --batch 64 --seq 240 --rounds 5 --batches 3)
     generate=(--device cuda --cores 8 --n-ref 100 --n-ours 10000 --n-gpu 500000 --skip-rss)
-    e2e=(--size tf4 --vocab 1024 --examples 40 --rows 16384 --batch 64 --n-eval 1024 --n-eval-train 256 --compile)
-    limits=(100 60 80 240)  # seconds: train, decode, generate, e2e
+    e2e=(--size tf4 --vocab 1024 --examples 40 --rows 16384 --batch 64 --n-eval 4096 --n-eval-train 256 --check-evals 2 --compile)
+    limits=(130 60 60 210)  # seconds: train, decode, generate, e2e (7.7 minutes)
 fi
 
 failed=()
-# section NAME LIMIT SCRIPT ARGS...: one benchmark, its figures to $tmp/NAME.json; a failure or an
-# overrun is reported and the next section still runs (bench_e2e.py writes its figures stage by
-# stage, so what it measured before is kept)
-section() {
-    local name=$1 limit=$2 script=$3
-    shift 3
-    echo "== $name ($script $*)"
-    if ! timeout --kill-after=10 "$limit" python3 "$here/$script" "$@" --json "$tmp/$name.json"; then
-        echo "gpu_check.sh: $name failed or ran past ${limit} s; the other sections still run" >&2
-        failed+=("$name")
-    fi
-}
-section train "${limits[0]}" bench_train.py "${train[@]}"
-section decode "${limits[1]}" bench_decode.py "${decode[@]}"
-section generate "${limits[2]}" bench_generate.py "${generate[@]}"
-section e2e "${limits[3]}" bench_e2e.py "${e2e[@]}"
-
-python3 - "$tmp" "$out" "$mode" "${failed[@]}" <<'EOF'
+# The JSON is assembled after every section, so a device call stopped mid-way still returns the
+# figures measured so far ("complete": false).
+cat > "$tmp/assemble.py" <<'EOF'
 import datetime, json, pathlib, sys
 
-tmp, out, mode, failed = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4:]
-details = {path.stem: json.loads(path.read_text()) for path in sorted(tmp.glob("*.json"))}
+tmp, out, mode, stage, failed = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
+details = {}
+for path in sorted(tmp.glob("*.json")):
+    try:
+        details[path.stem] = json.loads(path.read_text())
+    except json.JSONDecodeError:  # cut off mid-write by its time limit: as if not written
+        pass
 setting = "gpu" if mode == "gpu" else "1_core"  # the smoke runs 1 core
 FIGURES = {  # name: where it is in details
     "train_tokens_s": ("train", "ours_tokens_s"),  # TF-4, V=1024, B=64, T=240 on the GPU
@@ -106,15 +96,39 @@ def lookup(keys):
 
 figures = {name: lookup(keys) for name, keys in FIGURES.items()}
 device = next((d["device"] for d in details.values() if "device" in d), "?")
-result = {"mode": mode, "date": datetime.date.today().isoformat(), "device": device, "failed": failed,
+result = {"mode": mode, "date": datetime.date.today().isoformat(), "device": device, "complete": stage == "final",
+          "failed": failed,
           "train_model": {k: details["train"][k] for k in ("size", "vocab", "batch", "seq", "precision", "compile")}
           if "train" in details else None,
           "evaluate_model": details["e2e"]["size"] if "e2e" in details else None,
           "figures": figures, "details": details}
 out.parent.mkdir(parents=True, exist_ok=True)
-out.write_text(json.dumps(result, indent=2) + "\n")
-print(f"== {mode} on {device}, written to {out}" + (f" (failed: {', '.join(failed)})" if failed else ""))
-for name, value in figures.items():
-    print(f"{name:<30} {'-' if value is None else f'{value:.4g}'}")
-sys.exit(1 if failed else 0)
+partial = out.with_name(f".{out.name}.partial")
+partial.write_text(json.dumps(result, indent=2) + "\n")
+partial.replace(out)  # whole or not at all: the device call may be stopped at any moment
+if stage == "final":
+    print(f"== {mode} on {device}, written to {out}" + (f" (failed: {', '.join(failed)})" if failed else ""))
+    for name, value in figures.items():
+        print(f"{name:<30} {'-' if value is None else f'{value:.4g}'}")
+    sys.exit(1 if failed else 0)
 EOF
+assemble() { python3 "$tmp/assemble.py" "$tmp" "$out" "$mode" "$1" "${failed[@]}"; }
+
+# section NAME LIMIT SCRIPT ARGS...: one benchmark, its figures to $tmp/NAME.json; a failure or an
+# overrun is reported and the next section still runs (bench_e2e.py writes its figures stage by
+# stage, so what it measured before is kept)
+section() {
+    local name=$1 limit=$2 script=$3
+    shift 3
+    echo "== $name ($script $*)"
+    if ! timeout --kill-after=10 "$limit" python3 "$here/$script" "$@" --json "$tmp/$name.json"; then
+        echo "gpu_check.sh: $name failed or ran past ${limit} s; the other sections still run" >&2
+        failed+=("$name")
+    fi
+    assemble partial
+}
+section train "${limits[0]}" bench_train.py "${train[@]}"
+section decode "${limits[1]}" bench_decode.py "${decode[@]}"
+section generate "${limits[2]}" bench_generate.py "${generate[@]}"
+section e2e "${limits[3]}" bench_e2e.py "${e2e[@]}"
+assemble final

@@ -46,14 +46,14 @@ def test_cpu_smoke_writes_every_figure(tmp_path: Path) -> None:
     assert details["decode"]["agree_fp32"] == details["decode"]["n_prompts"]
     e2e = details["e2e"]  # compiled in-training evaluation: timed against eager, and scoring what eager does
     assert figures["eval_compile_ratio"] == e2e["eval_eager_s"] / e2e["eval_compiled_s"] and e2e["eval_compiled_agrees"]
-    assert f"written to {out}\n" in proc.stdout and result["failed"] == []
+    assert f"written to {out}\n" in proc.stdout and result["failed"] == [] and result["complete"]
 
 
 def test_failed_sections_are_named_and_the_others_still_measured(tmp_path: Path) -> None:
     """A sitecustomize hook crashes the training and generation benchmarks at start-up and the end-to-end
     one at its compiled evaluation, after `cotlab train` and `cotlab evaluate`: the decoding figures and
     those two stages' are still written, the rest are null, "failed" names the three, and the script
-    exits 1."""
+    exits 1. The file is written after every section: the hook copies it as the e2e section starts."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
@@ -63,6 +63,7 @@ def test_failed_sections_are_named_and_the_others_still_measured(tmp_path: Path)
         "    sys.stderr.write('crashed on purpose\\n')\n"
         "    os._exit(3)\n"
         "if script == 'bench_e2e.py':\n"
+        f"    import shutil; shutil.copy({str(tmp_path / 'check.json')!r}, {str(tmp_path / 'seen.json')!r})\n"
         "    import torch\n"
         "    def crash(*args, **kwargs):\n"
         "        raise RuntimeError('compile crashed on purpose')\n"
@@ -79,7 +80,10 @@ def test_failed_sections_are_named_and_the_others_still_measured(tmp_path: Path)
     assert set(result["figures"]) == FIGURES
     assert measured == {"decode_prompts_s", "decode_ratio", "e2e_train_tokens_s", "e2e_evaluate_rows_s",
                         "e2e_evaluate_prompt_tokens_s"}
-    assert f"written to {out} (failed: train, generate, e2e)" in proc.stdout
+    assert f"written to {out} (failed: train, generate, e2e)" in proc.stdout and result["complete"]
+    seen = json.loads((tmp_path / "seen.json").read_text())  # the file as the e2e section started
+    assert not seen["complete"] and seen["failed"] == ["train", "generate"] and set(seen["details"]) == {"decode"}
+    assert seen["figures"]["decode_ratio"] == result["figures"]["decode_ratio"]
 
 
 def test_bad_options_are_refused_before_any_work(tmp_path: Path) -> None:
