@@ -5,8 +5,9 @@
 #   data generation: GPU vs the reference-style generator in 8 processes, steady state (bench_generate.py)
 #   end to end: `cotlab train` tokens/s, `cotlab evaluate` rows/s, compiled vs eager in-training
 #     evaluation, bf16 vs fp32 eval_loss (bench_e2e.py)
-# and writes them to one JSON file: {"mode", "date", "device", "failed", "figures": {name: value},
-# "details": {...}}. `cotlab plan` prices GPU scales from that file when it exists.
+# and writes them to one JSON file: {"mode", "date", "device", "complete", "failed", "figures":
+# {name: value}, "details": {...}}, rewritten after every section ("complete": false until the end).
+# `cotlab plan` prices GPU scales from that file when it exists.
 # Each of the four sections has a time limit (GPU: 130 + 60 + 60 + 210 s, 7.7 minutes in all); one that
 # fails or overruns is named in "failed" and the figures it did not reach are null (the end-to-end
 # section keeps those of its finished stages), the others are still measured and written, and the
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --cpu-smoke) mode=cpu-smoke ;;
         --out) out="${2:?gpu_check.sh: --out needs a FILE.json}"; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | cut -c3-; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | cut -c3-; exit 0 ;;
         *) echo "gpu_check.sh: option '$1' is not allowed (allowed: --cpu-smoke, --out FILE.json)" >&2; exit 2 ;;
     esac
     shift
