@@ -195,7 +195,8 @@ def main() -> None:
           f"C={cfg.chain_length} K={cfg.n_examples} {cfg.activation}; numpy {np.__version__}, "
           f"torch {torch.__version__}; {os.cpu_count()} CPU cores; 1 BLAS/torch thread per process")
     print(f"timing: {args.timing}: {counted}")
-    # (name, key, reference processes, cotlab processes, cotlab sequences per process, device, cotlab workers)
+    # (name, key, reference processes, cotlab processes, cotlab sequences per process, device,
+    #  cotlab workers)
     rows = [("1 core", "1_core", 1, 1, args.n_ours, "cpu", 1)]
     if args.cores > 1:
         rows.append((f"{args.cores} cores", "all_cores", args.cores, args.cores, args.n_ours, "cpu", 1))

@@ -70,7 +70,8 @@ def read_gpu_throughput(path: str | Path) -> GpuThroughput:
         fail(f"{path}: mode", data.get("mode") if isinstance(data, dict) else data,
              "must be gpu (a file written by `bash benchmarks/gpu_check.sh` on a GPU, not --cpu-smoke)")
     failed = data.get("failed") or []  # sections that failed or overran: some of their figures are null
-    rerun = f" (sections that failed: {', '.join(map(str, failed))}; rerun `bash benchmarks/gpu_check.sh`)" if failed else ""
+    rerun = (f" (sections that failed: {', '.join(map(str, failed))}; rerun `bash benchmarks/gpu_check.sh`)"
+             if failed else "")
     size = (data.get("train_model") or {}).get("size")
     if size != "tf4":
         fail(f"{path}: train_model.size", size, "must be tf4 (the throughput model scales TF-4's speed)" + rerun)
