@@ -9,13 +9,16 @@ One data point (cot format, N=4, M=2, C=2, K = --examples), generated once; then
 - `cotlab evaluate` of that run on --n-eval rows (both formats, the attention analysis): rows/s
   and prompt tokens/s (`cotlab.plan.eval_prompt_tokens`, the unit `cotlab plan` prices evaluation
   in), wall time of the command including loading the model and data;
-- the in-training evaluation (`evaluate_accuracy` on --n-eval-train rows, one batch) of that run's
-  final model, eager vs `torch.compile(dynamic=True)` as `compile: true` runs it: seconds per
-  evaluation after one warm-up call each (the compile), best of --eval-rounds, interleaved;
 - the same training run in the other precision (fp32 if the first was bf16, else bf16, without
   compile), for its first --check-evals evaluation intervals (default all): the largest |difference|
   of eval_loss over the evaluations both runs record, absolute and relative to the fp32 loss.
-  Within --tolerance (relative, default 2%) the two agree.
+  Within --tolerance (relative, default 2%) the two agree;
+- the in-training evaluation (`evaluate_accuracy` on --n-eval-train rows, one batch) of the first
+  run's final model, eager vs `torch.compile(dynamic=True)` as `compile: true` runs it: seconds per
+  evaluation after one warm-up call each (the compile), best of --eval-rounds, interleaved.
+
+The figures are written (--json) after each of these stages, so a later stage that fails or runs
+out of time leaves the earlier ones; the cold compile of the last stage is the riskiest.
 
     python benchmarks/bench_e2e.py                                                       # CPU: smoke-tf8, V=64
     python benchmarks/bench_e2e.py --size tf4 --vocab 1024 --examples 40 --rows 16384 --batch 64 \\
@@ -121,6 +124,19 @@ def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
         print(f"cotlab evaluate: {args.n_eval / eval_s:,.1f} rows/s, {eval_tokens / eval_s:,.0f} prompt tokens/s "
               f"({args.n_eval} rows, both formats, {eval_s:.1f} s with loading)", flush=True)
         save(figures)
+        check = train(root, "check", args, other, False, args.check_evals)
+        losses = {main_precision: metrics.set_index("step")["eval_loss"], other: check.set_index("step")["eval_loss"]}
+        diff = (losses["bf16"] - losses["fp32"]).dropna().abs()  # the steps both runs evaluated
+        rel = float((diff / losses["fp32"].loc[diff.index]).max())
+        last_common = int(diff.index[-1])
+        figures.update(loss_max_abs_diff=float(diff.max()), loss_max_rel_diff=rel, loss_compared_to_step=last_common,
+                       eval_loss_fp32=float(losses["fp32"].loc[last_common]),
+                       eval_loss_bf16=float(losses["bf16"].loc[last_common]), loss_agree=bool(rel <= args.tolerance))
+        print(f"bf16 vs fp32 eval_loss over {len(diff)} evaluations: max |difference| {diff.max():.2e} "
+              f"({100 * rel:.3g}% of fp32; at step {last_common} fp32 {figures['eval_loss_fp32']:.4f}, "
+              f"bf16 {figures['eval_loss_bf16']:.4f}): {'agree' if rel <= args.tolerance else 'DISAGREE'} "
+              f"within {100 * args.tolerance:g}%", flush=True)
+        save(figures)
         in_training, eval_agree = eval_seconds(root / "run", root / "eval", args, "bf16" if on_gpu else "fp32")
         eval_ratio = in_training["eager"] / in_training["compiled"]
         figures.update(eval_eager_s=in_training["eager"], eval_compiled_s=in_training["compiled"],
@@ -129,19 +145,6 @@ def run(args: argparse.Namespace, save: Callable[[dict], None]) -> dict:
               f"{in_training['compiled']:.3f} s: compiled/eager speed {eval_ratio:.2f}x, "
               f"answer_acc {'equal' if eval_agree else 'DIFFERENT'}", flush=True)
         save(figures)
-        check = train(root, "check", args, other, False, args.check_evals)
-    losses = {main_precision: metrics.set_index("step")["eval_loss"], other: check.set_index("step")["eval_loss"]}
-    diff = (losses["bf16"] - losses["fp32"]).dropna().abs()  # the steps both runs evaluated
-    rel = float((diff / losses["fp32"].loc[diff.index]).max())
-    last_common = int(diff.index[-1])
-    figures.update(loss_max_abs_diff=float(diff.max()), loss_max_rel_diff=rel, loss_compared_to_step=last_common,
-                   eval_loss_fp32=float(losses["fp32"].loc[last_common]),
-                   eval_loss_bf16=float(losses["bf16"].loc[last_common]), loss_agree=bool(rel <= args.tolerance))
-    print(f"bf16 vs fp32 eval_loss over {len(diff)} evaluations: max |difference| {diff.max():.2e} "
-          f"({100 * rel:.3g}% of fp32; at step {last_common} fp32 {figures['eval_loss_fp32']:.4f}, "
-          f"bf16 {figures['eval_loss_bf16']:.4f}): {'agree' if rel <= args.tolerance else 'DISAGREE'} "
-          f"within {100 * args.tolerance:g}%")
-    save(figures)
     return figures
 
 

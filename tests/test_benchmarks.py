@@ -51,9 +51,9 @@ def test_cpu_smoke_writes_every_figure(tmp_path: Path) -> None:
 
 def test_failed_sections_are_named_and_the_others_still_measured(tmp_path: Path) -> None:
     """A sitecustomize hook crashes the training and generation benchmarks at start-up and the end-to-end
-    one at its compiled evaluation, after `cotlab train` and `cotlab evaluate`: the decoding figures and
-    those two stages' are still written, the rest are null, "failed" names the three, and the script
-    exits 1. The file is written after every section: the hook copies it as the e2e section starts."""
+    one at its last stage, the compiled evaluation: the decoding figures and those of the e2e stages
+    before it are still written, the rest are null, "failed" names the three, and the script exits 1.
+    The file is written after every section: the hook copies it as the e2e section starts."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
@@ -79,7 +79,7 @@ def test_failed_sections_are_named_and_the_others_still_measured(tmp_path: Path)
     measured = {name for name, value in result["figures"].items() if value is not None}
     assert set(result["figures"]) == FIGURES
     assert measured == {"decode_prompts_s", "decode_ratio", "e2e_train_tokens_s", "e2e_evaluate_rows_s",
-                        "e2e_evaluate_prompt_tokens_s"}
+                        "e2e_evaluate_prompt_tokens_s", "loss_bf16_fp32_max_abs_diff", "loss_bf16_fp32_max_rel_diff"}
     assert f"written to {out} (failed: train, generate, e2e)" in proc.stdout and result["complete"]
     seen = json.loads((tmp_path / "seen.json").read_text())  # the file as the e2e section started
     assert not seen["complete"] and seen["failed"] == ["train", "generate"] and set(seen["details"]) == {"decode"}
@@ -93,3 +93,9 @@ def test_bad_options_are_refused_before_any_work(tmp_path: Path) -> None:
     proc = gpu_check("--cpu-smoke", "--out", str(tmp_path / "check.txt"))
     assert (proc.returncode, proc.stderr) == (2, f"gpu_check.sh: --out='{tmp_path / 'check.txt'}': must end in .json\n")
     assert proc.stdout == "" and not list(tmp_path.iterdir())
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where --out's folder would be
+    proc = gpu_check("--cpu-smoke", "--out", str(blocked / "check.json"))
+    assert (proc.returncode, proc.stderr) == (2, f"gpu_check.sh: --out='{blocked / 'check.json'}': "
+                                                 "its folder cannot be written\n")
+    assert proc.stdout == "" and [p.name for p in tmp_path.iterdir()] == ["file"]
