@@ -167,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-ref", type=int, default=300, help="sequences per reference process (default 300)")
     parser.add_argument("--n-ours", type=int, default=20_000, help="sequences per cotlab process (default 20000)")
-    parser.add_argument("--n-gpu", type=int, default=500_000, help="sequences for cotlab on the GPU (default 500000)")
+    parser.add_argument("--n-gpu", type=int, default=2_000_000, help="sequences for cotlab on the GPU (default 2000000)")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1,
                         help="processes per side for the all-cores row (default: all cores)")
     parser.add_argument("--timing", default="steady", choices=["steady", "cold"],
