@@ -21,8 +21,8 @@ kernels, caches) and the clock runs from the first process's start of work to th
 `--timing cold` counts it on both: from before the processes start to the last result, with no
 warm-up. "1 core" is P=1, "all cores" P = --cores (when > 1); the GPU row is `generate_rows(...,
 device="cuda", workers=8)` in this process (8 drawing processes, the parent computes on the GPU; their
-pool's start is inside the timed span) vs the reference with 8 processes: the same 8 cores. Default point: V=1024, d=10, N=M=4,
-C=2, K=40, leaky_relu. Peak RSS is measured in a child process that writes a whole split with
+pool's start is inside the timed span) vs the reference with 8 processes: the same 8 cores. Default
+point: V=1024, d=10, N=M=4, C=2, K=40, leaky_relu. Peak RSS is measured in a child process that writes a whole split with
 `write_dataset` (ru_maxrss of that process).
 """
 

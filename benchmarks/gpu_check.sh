@@ -65,6 +65,8 @@ failed=()
 cat > "$tmp/assemble.py" <<'EOF'
 import datetime, json, pathlib, sys
 
+from cotlab.atomic import write_atomic
+
 tmp, out, mode, stage, failed = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
 details = {}
 for path in sorted(tmp.glob("[!.]*.json")):  # not the hidden temp files of a write cut off mid-way
@@ -108,10 +110,8 @@ result = {"mode": mode, "date": datetime.date.today().isoformat(), "device": dev
           if "train" in details else None,
           "evaluate_model": details["e2e"]["size"] if "e2e" in details else None,
           "figures": figures, "details": details}
-out.parent.mkdir(parents=True, exist_ok=True)
-partial = out.with_name(f".{out.name}.partial")
-partial.write_text(json.dumps(result, indent=2) + "\n")
-partial.replace(out)  # whole or not at all: the device call may be stopped at any moment
+text = json.dumps(result, indent=2) + "\n"
+write_atomic(out, lambda tmp_path: pathlib.Path(tmp_path).write_text(text))  # the call may be stopped any moment
 if stage == "final":
     print(f"== {mode} on {device}, written to {out}" + (f" (failed: {', '.join(failed)})" if failed else ""))
     for name, value in figures.items():

@@ -199,7 +199,7 @@ def prefill_and_decode(model: Transformer, prompt_ids: torch.Tensor, prompt_mask
     cache = cache_type(cfg.n_layer, B, Tp + max(max_new_tokens - 1, Tc), cfg.n_kv_head, cfg.head_dim,
                        activation_dtype(model, device), device)
     # A compiled model's code is compiled per shape class of the graphs between the cache's eager calls.
-    # cache_size_limit: the name torch 2.4-2.6 knows; later releases keep it for recompile_limit.
+    # cache_size_limit: the name torch 2.5-2.6 knows; later releases keep it for recompile_limit.
     room = (torch._dynamo.config.patch(cache_size_limit=COMPILED_DECODE_RECOMPILES)
             if cache_type is CompiledModelKVCache else contextlib.nullcontext())
     with room:

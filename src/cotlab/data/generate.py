@@ -246,7 +246,7 @@ def _parents_mean(embedding: np.ndarray, parents: np.ndarray) -> np.ndarray:
     arithmetic). For d > 1 numpy adds that strided parent axis in order, so the parents are gathered
     and added one at a time (~7x faster at the default point); for d = 1 the axis is contiguous and numpy adds
     it pairwise (M >= 8), so the mean itself is taken."""
-    B, M, K = parents.shape
+    M = parents.shape[1]
     if embedding.shape[1] == 1:
         return embedding.take(parents.transpose(0, 2, 1), axis=0).mean(axis=2)
     total = embedding.take(parents[:, 0], axis=0)
